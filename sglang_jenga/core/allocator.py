@@ -1,0 +1,318 @@
+"""Two-level allocator: a common pool of large pages, carved by per-type small-page allocators.
+
+Level 1 (`LargePagePool`): large pages 0..N-1, a LIFO free list. Level 2 (`SmallPageAllocator`, one per type):
+a type carves a free large page into `pages_per_large` small pages (ids `lp*k .. lp*k+k-1`, see layout.py) and
+hands the large page back to the pool the moment its last small page is freed.
+
+Request-aware placement: each owner (request id) has an *open* large page per type; its pages come from there
+first, then from a freshly carved large page (which becomes its open page), then from other large pages' free
+slots (holes), and last from other owners' open pages. A request's pages of one type therefore share large
+pages and tend to free them together. Cost: O(1) amortised per page (carving k slots is paid once per k
+pages); no scan over all pages. `free` and `alloc` are atomic: an `OutOfPagesError` or `ValueError` leaves
+state untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from .layout import Layout, TypeLayout
+
+
+class OutOfPagesError(MemoryError):
+    """`requested` pages of `type_name` asked for, only `available` free; nothing was allocated."""
+
+    def __init__(self, type_name: str, requested: int, available: int) -> None:
+        super().__init__(f"{type_name}: {requested} pages requested, {available} available")
+        self.type_name = type_name
+        self.requested = requested
+        self.available = available
+
+
+class TypeStats(NamedTuple):
+    """Counters of one type. `pages_free_in_carved` are free small pages inside large pages it has carved."""
+
+    name: str
+    pages_used: int
+    pages_free_in_carved: int
+    large_pages_carved: int
+    bytes_used: int
+    bytes_free_in_carved: int
+    bytes_padding: int
+
+
+class AllocatorStats(NamedTuple):
+    """Pool-wide counters. `bytes_wasted` = free small pages inside carved large pages + padding of used
+    pages."""
+
+    large_pages_total: int
+    large_pages_free: int
+    large_page_bytes: int
+    bytes_total: int
+    bytes_used: int
+    bytes_wasted: int
+    types: tuple[TypeStats, ...]
+
+    @property
+    def wasted_fraction(self) -> float:
+        return self.bytes_wasted / self.bytes_total if self.bytes_total else 0.0
+
+
+class LargePagePool:
+    """The common pool. `carver[lp]` is the index of the type that carved `lp`, None while it is free."""
+
+    def __init__(self, num_large_pages: int) -> None:
+        if num_large_pages < 0:
+            raise ValueError("num_large_pages must be >= 0")
+        self.total = num_large_pages
+        self.free: list[int] = list(range(num_large_pages - 1, -1, -1))
+        self.carver: list[int | None] = [None] * num_large_pages
+
+    def check_integrity(self, num_types: int) -> None:
+        free = set(self.free)
+        assert len(free) == len(self.free), "large page on the free list twice"
+        for lp, t in enumerate(self.carver):
+            assert (t is None) == (lp in free), f"large page {lp}: carver {t} vs free list"
+            assert t is None or 0 <= t < num_types
+
+
+class SmallPageAllocator:
+    """Small pages of one type. Mutated only through `alloc`, `alloc_each`, `free`, `close_owner`."""
+
+    def __init__(self, pool: LargePagePool, type_index: int, geometry: TypeLayout) -> None:
+        self.pool = pool
+        self.type_index = type_index
+        self.geometry = geometry
+        self.name = geometry.name
+        self.pages_per_large = geometry.pages_per_large
+        self.pages_used = 0
+        self.pages_free_in_carved = 0
+        self._free_in: dict[int, list[int]] = {}  # carved large page -> its free small pages (pop = lowest)
+        self._avail: dict[int, None] = {}  # carved, not open, with free slots (insertion-ordered set)
+        self._open: dict[int, int] = {}  # owner -> its open large page
+        self._opener: dict[int, int] = {}  # open large page -> owner
+        self._used = bytearray(pool.total * self.pages_per_large)
+
+    @property
+    def num_pages(self) -> int:
+        """Small pages this type could hold if it carved every large page."""
+        return len(self._used)
+
+    def available(self) -> int:
+        """Pages `alloc` can return now: free slots in carved large pages + free large pages * k. O(1)."""
+        return self.pages_free_in_carved + len(self.pool.free) * self.pages_per_large
+
+    def is_used(self, page: int) -> bool:
+        return bool(self._used[page])
+
+    def used_in_large(self, large_page: int) -> int:
+        """Used small pages of this type inside `large_page` (0 if this type has not carved it). O(1)."""
+        slots = self._free_in.get(large_page)
+        return 0 if slots is None else self.pages_per_large - len(slots)
+
+    def alloc(self, num_pages: int, owner: int) -> list[int]:
+        """`num_pages` page ids for `owner`, placed request-aware (module docstring). Raises OutOfPagesError
+        (nothing allocated) if fewer are available. O(num_pages) amortised."""
+        if num_pages > self.available():
+            raise OutOfPagesError(self.name, num_pages, self.available())
+        out: list[int] = []
+        lp = self._open.get(owner)
+        if lp is not None:
+            self._take(lp, num_pages, out)
+        while len(out) < num_pages:
+            self._take(self._next_source(owner), num_pages - len(out), out)
+        used = self._used
+        for p in out:
+            used[p] = 1
+        self.pages_used += num_pages
+        return out
+
+    def alloc_each(self, owners: Sequence[int]) -> list[int]:
+        """One page per owner, in order (a decode step). Raises OutOfPagesError, nothing allocated. O(len)."""
+        if len(owners) > self.available():
+            raise OutOfPagesError(self.name, len(owners), self.available())
+        out: list[int] = []
+        used, open_, free_in = self._used, self._open, self._free_in
+        for owner in owners:
+            lp = open_.get(owner)
+            slots = free_in[lp] if lp is not None else None
+            if slots:
+                page = slots.pop()
+                self.pages_free_in_carved -= 1
+            else:
+                page = self._take(self._next_source(owner), 1, [])
+            used[page] = 1
+            out.append(page)
+        self.pages_used += len(owners)
+        return out
+
+    def free(self, pages: Iterable[int]) -> int:
+        """Free `pages`; returns how many large pages went back to the pool. Raises ValueError, freeing
+        nothing, if a page is not allocated or listed twice. O(len(pages))."""
+        pages = list(pages)
+        self._mark_freeing(pages)
+        k, before = self.pages_per_large, len(self.pool.free)
+        for p in pages:
+            self._used[p] = 0
+            lp = p // k
+            slots = self._free_in[lp]
+            slots.append(p)
+            if len(slots) == k:
+                self._uncarve(lp)
+            elif len(slots) == 1 and lp not in self._opener:
+                self._avail[lp] = None
+        self.pages_used -= len(pages)
+        self.pages_free_in_carved += len(pages)
+        return len(self.pool.free) - before
+
+    def close_owner(self, owner: int) -> None:
+        """Forget `owner`'s open large page (call when the request finishes); its free slots become holes."""
+        lp = self._open.pop(owner, None)
+        if lp is not None:
+            del self._opener[lp]
+            if self._free_in[lp]:
+                self._avail[lp] = None
+
+    def stats(self) -> TypeStats:
+        g = self.geometry
+        return TypeStats(self.name, self.pages_used, self.pages_free_in_carved, len(self._free_in),
+                         self.pages_used * g.page_bytes, self.pages_free_in_carved * g.page_bytes,
+                         self.pages_used * g.padding_bytes_per_page)
+
+    def check_integrity(self) -> None:
+        """Assert: carved pages belong to this type, used + free slots == k per carved page, counters match,
+        open/avail bookkeeping consistent, no used page outside a carved large page."""
+        k, used_total, free_total = self.pages_per_large, 0, 0
+        for lp, slots in self._free_in.items():
+            assert self.pool.carver[lp] == self.type_index, f"{self.name}: {lp} carved by another type"
+            assert len(set(slots)) == len(slots) < k, f"{self.name}: bad free list in large page {lp}"
+            assert all(lp * k <= s < lp * k + k and not self._used[s] for s in slots)
+            used_here = sum(self._used[lp * k:lp * k + k])
+            assert used_here + len(slots) == k, f"{self.name}: large page {lp} used + free != k"
+            assert (lp in self._avail) == (bool(slots) and lp not in self._opener)
+            used_total, free_total = used_total + used_here, free_total + len(slots)
+        assert used_total == self.pages_used == self._used.count(1), f"{self.name}: used count"
+        assert free_total == self.pages_free_in_carved, f"{self.name}: free-in-carved count"
+        assert set(self._avail) <= set(self._free_in)
+        assert {lp: o for o, lp in self._open.items()} == self._opener
+        assert all(lp in self._free_in for lp in self._opener)
+
+    def _next_source(self, owner: int) -> int:
+        """Large page to take the next slots from: fresh (becomes owner's open page), a hole, another's
+        open."""
+        if self.pool.free:
+            lp = self._carve()
+            self._set_open(owner, lp)
+            return lp
+        if self._avail:
+            return next(iter(self._avail))
+        return next(lp for lp in self._opener if self._free_in[lp])
+
+    def _take(self, lp: int, want: int, out: list[int]) -> int:
+        """Move up to `want` free slots of `lp` (lowest ids first) to `out`; returns the last page taken."""
+        slots = self._free_in[lp]
+        n = min(want, len(slots))
+        chunk = slots[len(slots) - n:]
+        del slots[len(slots) - n:]
+        chunk.reverse()
+        out.extend(chunk)
+        self.pages_free_in_carved -= n
+        if not slots:
+            self._avail.pop(lp, None)
+        return chunk[-1]
+
+    def _carve(self) -> int:
+        lp = self.pool.free.pop()
+        self.pool.carver[lp] = self.type_index
+        k = self.pages_per_large
+        self._free_in[lp] = list(range(lp * k + k - 1, lp * k - 1, -1))
+        self.pages_free_in_carved += k
+        return lp
+
+    def _uncarve(self, lp: int) -> None:
+        del self._free_in[lp]
+        self._avail.pop(lp, None)
+        owner = self._opener.pop(lp, None)
+        if owner is not None:
+            del self._open[owner]
+        self.pages_free_in_carved -= self.pages_per_large
+        self.pool.carver[lp] = None
+        self.pool.free.append(lp)
+
+    def _set_open(self, owner: int, lp: int) -> None:
+        self.close_owner(owner)
+        self._open[owner] = lp
+        self._opener[lp] = owner
+
+    def _mark_freeing(self, pages: list[int]) -> None:
+        """Validate before mutating: every page allocated and listed once (marks 1 -> 2, rolled back on
+        error)."""
+        used = self._used
+        n = len(used)
+        for i, p in enumerate(pages):
+            if not (0 <= p < n) or used[p] != 1:
+                for q in pages[:i]:
+                    used[q] = 1
+                raise ValueError(f"{self.name}: page {p} is not allocated (or freed twice in one call)")
+            used[p] = 2
+
+
+class TwoLevelAllocator:
+    """All types' small-page allocators over one common pool of `num_large_pages` large pages."""
+
+    def __init__(self, layout: Layout, num_large_pages: int) -> None:
+        self.layout = layout
+        self.pool = LargePagePool(num_large_pages)
+        self.types = tuple(SmallPageAllocator(self.pool, i, t) for i, t in enumerate(layout.types))
+        self._by_name = {a.name: a for a in self.types}
+
+    @classmethod
+    def for_bytes(cls, layout: Layout, pool_bytes: int) -> TwoLevelAllocator:
+        """As many large pages as fit in `pool_bytes`."""
+        return cls(layout, layout.large_pages_for(pool_bytes))
+
+    def of(self, name: str) -> SmallPageAllocator:
+        """The small-page allocator of type `name` (KeyError if unknown); cache it on hot paths."""
+        return self._by_name[name]
+
+    def alloc(self, name: str, num_pages: int, owner: int) -> list[int]:
+        """See SmallPageAllocator.alloc."""
+        return self._by_name[name].alloc(num_pages, owner)
+
+    def alloc_each(self, name: str, owners: Sequence[int]) -> list[int]:
+        """See SmallPageAllocator.alloc_each."""
+        return self._by_name[name].alloc_each(owners)
+
+    def free(self, name: str, pages: Iterable[int]) -> int:
+        """See SmallPageAllocator.free."""
+        return self._by_name[name].free(pages)
+
+    def close_owner(self, owner: int) -> None:
+        """Forget `owner`'s open large pages in every type."""
+        for a in self.types:
+            a.close_owner(owner)
+
+    def available_pages(self, name: str) -> int:
+        return self._by_name[name].available()
+
+    @property
+    def large_pages_free(self) -> int:
+        return len(self.pool.free)
+
+    def stats(self) -> AllocatorStats:
+        """Counters for the adapter's stats endpoint. O(types)."""
+        types = tuple(a.stats() for a in self.types)
+        large = self.layout.large_page_bytes
+        used = sum(t.bytes_used for t in types)
+        wasted = sum(t.bytes_free_in_carved + t.bytes_padding for t in types)
+        return AllocatorStats(self.pool.total, len(self.pool.free), large, self.pool.total * large, used,
+                              wasted, types)
+
+    def check_integrity(self) -> None:
+        """Assert the pool and every type are consistent and free + carved large pages == total. O(pages)."""
+        self.pool.check_integrity(len(self.types))
+        carved = sum(len(a._free_in) for a in self.types)
+        assert carved + len(self.pool.free) == self.pool.total, "large pages lost or duplicated"
+        for a in self.types:
+            a.check_integrity()

@@ -1,0 +1,518 @@
+"""Typed radix tree: prefix cache whose nodes own per-type small pages.
+
+Keys are token ids plus an extra key (image hash, LoRA id): each extra key has its own *key root*, so requests
+with different extra keys never share nodes. The tree works in whole pages of P tokens: inserted lengths are
+multiples of P and nodes split only at page boundaries.
+
+Per node and type (see nodes.Node): TOKENS types hold one page per page of the span (None = dropped), STATE
+types hold states at page ends (None where no checkpoint was kept), REQUEST types (cross-attention encoder
+pages) are held once per extra key, on the key root: every request under that key shares the same encoder
+input.
+
+  match(tokens, key)     longest prefix every type can serve (policies.max_hit); split so a node ends there;
+                         touch the pages the hit needs (aligned timestamps); return them and the node.
+  insert(tokens, pages)  add the span; caller pages the tree already has are duplicates and are FREED here
+                         (reported in the result); caller pages filling a tombstone are adopted.
+  lock(node) / unlock    per-type lock refs on exactly the pages a hit at node needs (full: the whole path,
+                         sliding window: the last window, Mamba: the state at node) + a structural ref on the
+                         path; release_type() drops one type early (e.g. sliding window once out of window).
+  evict(num_bytes)       see evictor.py.
+
+Costs: match and insert O(key length + depth * types); lock/unlock O(depth * types); no call scans the tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from typing import cast
+
+from .allocator import TwoLevelAllocator
+from .evictor import Evictor
+from .nodes import (
+    EvictResult,
+    FreedPages,
+    InsertResult,
+    LockHandle,
+    MatchResult,
+    Node,
+    TreeStats,
+    TypeHit,
+)
+from .policies import Policy, make_policy
+from .specs import PageKind
+
+
+class TypedRadixTree:
+    """Prefix cache over a `TwoLevelAllocator`. Owns the pages it holds: it frees duplicates and evicted
+    pages."""
+
+    def __init__(self, allocator: TwoLevelAllocator) -> None:
+        layout = allocator.layout
+        self.allocator = allocator
+        self.P = layout.tokens_per_page
+        self.names = layout.type_names
+        self.policies: tuple[Policy, ...] = tuple(make_policy(g.spec, self.P) for g in layout.model.groups)
+        self.aligned = tuple(i for i, p in enumerate(self.policies) if p.kind is not PageKind.REQUEST)
+        self.request = tuple(i for i, p in enumerate(self.policies) if p.kind is PageKind.REQUEST)
+        self.page_bytes = tuple(t.page_bytes for t in layout.types)
+        self.cached_pages = [0] * len(self.names)
+        self.locked_pages = [0] * len(self.names)
+        self.num_nodes = 0
+        self._index = {n: i for i, n in enumerate(self.names)}
+        self._roots: dict[Hashable, Node] = {}
+        self._owner: list[dict[int, Node]] = [{} for _ in self.names]
+        self._clock = 0
+        self._next_nid = 0
+        self.evictor = Evictor(self)
+
+    # ----------------------------------------------------------------------------------------------- match
+    def match(self, tokens: Sequence[int], extra_key: Hashable = None) -> MatchResult:
+        """Longest cached prefix of `tokens` (whole pages) that every type can serve under `extra_key`.
+
+        Mutates: may split one node (so `node` ends at the hit) and refreshes the timestamps of the pages the
+        hit needs. Does not lock: call `lock(result.node)` before the pages can be evicted.
+        """
+        root = self._roots.get(extra_key)
+        if root is None:
+            return MatchResult(0, None, {})
+        toks = list(tokens)
+        path, matched = self._walk(root, toks, len(toks) // self.P)
+        entries = self._entries(path, matched)
+        hit = self._best_hit(entries, matched)
+        node = self._node_ending_at(root, path, hit)
+        self._touch(node, hit, self._tick())
+        return MatchResult(hit * self.P, node, self._hit_pages(entries, hit, root))
+
+    def _walk(self, root: Node, toks: list[int], npages: int) -> tuple[list[Node], int]:
+        """Nodes along the longest page-aligned match of `toks` (the last one maybe partly) and its pages."""
+        P, node, pos, path = self.P, root, 0, []
+        while pos < npages:
+            child = node.children.get(self._key(toks, pos * P))
+            if child is None:
+                break
+            n = self._common_pages(child.tokens, toks, pos * P)
+            path.append(child)
+            pos += n
+            if n * P < len(child.tokens):
+                break
+            node = child
+        return path, min(pos, npages)
+
+    def _common_pages(self, span: list[int], toks: list[int], at: int) -> int:
+        seg = toks[at:at + len(span)]
+        if seg == span:
+            return len(span) // self.P
+        i, n = 0, min(len(seg), len(span))
+        while i < n and seg[i] == span[i]:
+            i += 1
+        return i // self.P
+
+    def _key(self, toks: list[int], at: int) -> Hashable:
+        return toks[at] if self.P == 1 else tuple(toks[at:at + self.P])
+
+    def _entries(self, path: list[Node], npages: int) -> list[list[int | None]]:
+        """Per type, the aligned page entries of the first `npages` pages along `path`."""
+        out: list[list[int | None]] = []
+        for t in range(len(self.names)):
+            lst: list[int | None] = []
+            if t in self.aligned:
+                for node in path:
+                    lst.extend(node.pages[t])
+                del lst[npages:]
+            out.append(lst)
+        return out
+
+    def _best_hit(self, entries: list[list[int | None]], limit: int) -> int:
+        """Largest h <= limit every policy can serve (fixpoint of the per-type max_hit)."""
+        h = limit
+        while True:
+            start = h
+            for t in self.aligned:
+                h = self.policies[t].max_hit(entries[t], h)
+            if h == start:
+                return h
+
+    def _node_ending_at(self, root: Node, path: list[Node], hit: int) -> Node:
+        if hit == 0:
+            return root
+        for node in path:
+            end = node.end // self.P
+            if end == hit:
+                return node
+            if end > hit:
+                return self._split(node, hit)
+        raise AssertionError("hit beyond the matched path")
+
+    def _hit_pages(self, entries: list[list[int | None]], hit: int, root: Node) -> dict[str, TypeHit]:
+        out: dict[str, TypeHit] = {}
+        for t in self.aligned:
+            need = self.policies[t].needed_pages(hit)
+            pages = cast(tuple[int, ...], tuple(entries[t][need.start:need.stop]))
+            out[self.names[t]] = TypeHit(need.start, pages)
+        assert root.req_pages is not None
+        for t in self.request:
+            out[self.names[t]] = TypeHit(0, tuple(root.req_pages[t]))
+        return out
+
+    # ---------------------------------------------------------------------------------------------- insert
+    def insert(self, tokens: Sequence[int], pages: Mapping[str, Sequence[int | None]],
+               extra_key: Hashable = None) -> InsertResult:
+        """Cache `tokens` (a multiple of P) with the caller's pages; the tree takes ownership of them.
+
+        `pages[name]` for TOKENS/STATE types: one entry per page of `tokens` (None where the caller holds
+        none, e.g. sliding-window pages already released, or positions without a Mamba checkpoint);
+        full-attention types must cover every page the tree does not already have. REQUEST types (optional):
+        the encoder pages. Caller pages the tree already holds at that position are freed (duplicates). Raises
+        ValueError, changing nothing, on a malformed call or a page that is unallocated or owned by the tree
+        elsewhere.
+        """
+        toks = list(tokens)
+        if len(toks) % self.P:
+            raise ValueError(f"insert length {len(toks)} is not a multiple of tokens_per_page {self.P}")
+        npages = len(toks) // self.P
+        args = self._insert_args(pages, npages)
+        root = self._roots.get(extra_key)
+        path, matched = self._walk(root, toks, npages) if root is not None else ([], 0)
+        self._validate_insert(args, path, matched, root)
+        root = root if root is not None else self._new_root(extra_key)
+        if path and path[-1].end // self.P > matched:
+            path[-1] = self._split(path[-1], matched)
+        now = self._tick()
+        dups: list[list[int]] = [[] for _ in self.names]
+        self._reconcile(path, args, dups, now)
+        self._reconcile_request(root, args, dups, now)
+        last = path[-1] if path else root
+        if matched < npages:
+            last = self._add_leaf(last, toks, matched, args, now)
+        for t, d in enumerate(dups):
+            if d:
+                self.allocator.types[t].free(d)
+        self._touch(last, npages, now)
+        self.evictor.mark_dirty(last)
+        freed = {self.names[t]: d for t, d in enumerate(dups) if d}
+        return InsertResult(last, (npages - matched) * self.P, freed)
+
+    def _insert_args(self, pages: Mapping[str, Sequence[int | None]], npages: int) -> list[list[int | None]]:
+        unknown = set(pages) - set(self.names)
+        if unknown:
+            raise ValueError(f"unknown layer types {sorted(unknown)}")
+        args: list[list[int | None]] = []
+        for t, name in enumerate(self.names):
+            given = list(pages.get(name, ()))
+            if t in self.aligned and len(given) != npages:
+                raise ValueError(f"{name}: {len(given)} page entries for {npages} pages")
+            if t in self.request and None in given:
+                raise ValueError(f"{name}: encoder pages cannot be None")
+            args.append(given)
+        return args
+
+    def _validate_insert(self, args: list[list[int | None]], path: list[Node], matched: int,
+                         root: Node | None) -> None:
+        entries = self._entries(path, matched)
+        for t in self.aligned:
+            mine, theirs = args[t], entries[t]
+            if self.policies[t].leaf_only and None in mine[matched:]:
+                raise ValueError(f"{self.names[t]}: every new page must be given")
+            new = [p for p in mine[matched:] if p is not None]
+            if mine[:matched] != theirs:
+                new += [p for p, q in zip(mine[:matched], theirs, strict=True) if p is not None and p != q]
+            self._check_new_pages(t, new)
+        for t in self.request:
+            have = set(root.req_pages[t]) if root is not None and root.req_pages is not None else set()
+            self._check_new_pages(t, [p for p in args[t] if p is not None and p not in have])
+
+    def _check_new_pages(self, t: int, pages: list[int]) -> None:
+        seen: set[int] = set()
+        alloc, owner = self.allocator.types[t], self._owner[t]
+        for p in pages:
+            if p in seen or p in owner or not (0 <= p < alloc.num_pages and alloc.is_used(p)):
+                raise ValueError(f"{self.names[t]}: page {p} is unallocated, repeated or cached elsewhere")
+            seen.add(p)
+
+    def _reconcile(self, path: list[Node], args: list[list[int | None]], dups: list[list[int]],
+                   now: int) -> None:
+        """Matched part: adopt caller pages into tombstones, collect the ones the tree already has."""
+        pos = 0
+        for node in path:
+            k = len(node.tokens) // self.P
+            for t in self.aligned:
+                mine, lst = args[t][pos:pos + k], node.pages[t]
+                if mine == lst:
+                    continue
+                for j, m in enumerate(mine):
+                    if m is None or m == lst[j]:
+                        continue
+                    if lst[j] is None:
+                        self._adopt(node, t, j, m, now)
+                    else:
+                        dups[t].append(m)
+            pos += k
+
+    def _adopt(self, node: Node, t: int, j: int, page: int, now: int) -> None:
+        node.pages[t][j] = page
+        self._owner[t][page] = node
+        self.cached_pages[t] += 1
+        if node.lock[t]:
+            self.locked_pages[t] += 1
+        node.time[t] = now
+        self.evictor.push_partial(node, t)
+
+    def _reconcile_request(self, root: Node, args: list[list[int | None]], dups: list[list[int]],
+                           now: int) -> None:
+        assert root.req_pages is not None
+        for t in self.request:
+            mine = cast(list[int], args[t])
+            have = root.req_pages[t]
+            if not mine or mine == have:
+                continue
+            if have:
+                dups[t].extend(p for p in mine if p not in set(have))
+                continue
+            root.req_pages[t] = list(mine)
+            for p in mine:
+                self._owner[t][p] = root
+            self.cached_pages[t] += len(mine)
+            self.locked_pages[t] += len(mine) if root.lock[t] else 0
+            root.time[t] = now
+
+    def _add_leaf(self, parent: Node, toks: list[int], matched: int, args: list[list[int | None]],
+                  now: int) -> Node:
+        node = self._new_node(parent, parent.extra_key, toks[matched * self.P:], matched * self.P)
+        parent.children[self._key(node.tokens, 0)] = node
+        for t in self.aligned:
+            node.pages[t] = args[t][matched:]
+            for p in node.pages[t]:
+                if p is not None:
+                    self._owner[t][p] = node
+            self.cached_pages[t] += node.count(t)
+            node.time[t] = now
+            self.evictor.push_partial(node, t)
+        return node
+
+    # -------------------------------------------------------------------------------------- node structure
+    def _tick(self) -> int:
+        self._clock += 1
+        return self._clock
+
+    def _new_node(self, parent: Node | None, extra_key: Hashable, tokens: list[int], start: int) -> Node:
+        self._next_nid += 1
+        self.num_nodes += 1
+        return Node(self._next_nid, parent, extra_key, tokens, start, len(self.names))
+
+    def _new_root(self, extra_key: Hashable) -> Node:
+        root = self._new_node(None, extra_key, [], 0)
+        self._roots[extra_key] = root
+        return root
+
+    def _split(self, node: Node, at_pages: int) -> Node:
+        """Split `node` at page `at_pages`; the new upper node is returned, `node` keeps the lower part (and
+        its identity, so handles and heap entries that name it stay valid). Page ownership moves exactly."""
+        parent = node.parent
+        assert parent is not None and node.start // self.P < at_pages < node.end // self.P
+        cut = at_pages * self.P - node.start
+        upper = self._new_node(parent, node.extra_key, node.tokens[:cut], node.start)
+        parent.children[self._key(node.tokens, 0)] = upper
+        node.tokens, node.start = node.tokens[cut:], node.start + cut
+        for t in self.aligned:
+            k = cut // self.P
+            upper.pages[t], node.pages[t] = node.pages[t][:k], node.pages[t][k:]
+            for p in upper.pages[t]:
+                if p is not None:
+                    self._owner[t][p] = upper
+        upper.time, upper.lock = node.time[:], node.lock[:]
+        upper.last_access, upper.ref = node.last_access, node.ref
+        upper.tag, node.tag = node.tag, object()
+        upper.children = {self._key(node.tokens, 0): node}
+        node.parent = upper
+        self.evictor.push_node(upper)
+        return upper
+
+    def _touch(self, node: Node, hit: int, now: int) -> None:
+        """Aligned timestamps: every type's pages that a hit of `hit` pages at `node` needs get time `now`;
+        the whole path's `last_access` too. Pushes the refreshed units to the evictor."""
+        cur: Node | None = node
+        while cur is not None:
+            cur.last_access = now
+            cur = cur.parent
+        root = node.root
+        for t in self.aligned:
+            need = self.policies[t].needed_pages(hit)
+            cur = node
+            while need and cur is not root and cur is not None and cur.end // self.P > need.start:
+                cur.time[t] = now
+                self.evictor.push_partial(cur, t)
+                cur = cur.parent
+        for t in self.request:
+            root.time[t] = now
+        if not node.children:
+            self.evictor.push_removal(node)
+
+    # ------------------------------------------------------------------------------------- locks
+    def lock(self, node: Node) -> LockHandle:
+        """Protect what a hit ending at `node` needs, per type, plus a structural ref on the path.
+        O(depth)."""
+        hit, root = node.end // self.P, node.root
+        tags: list[object | None] = [None] * len(self.names)
+        for t in self.request:
+            self._inc_lock(root, t)
+            tags[t] = root.tag
+        for t in self.aligned:
+            need, cur, top = self.policies[t].needed_pages(hit), node, None
+            while need and cur is not root and cur.end // self.P > need.start:
+                self._inc_lock(cur, t)
+                top, cur = cur, cast(Node, cur.parent)
+            tags[t] = top.tag if top is not None else None
+        walk: Node | None = node
+        while walk is not None:
+            walk.ref += 1
+            walk = walk.parent
+        return LockHandle(node, tags)
+
+    def release_type(self, handle: LockHandle, name: str) -> None:
+        """Drop `handle`'s lock on one type early (its pages become evictable). No-op if already released."""
+        t = self._index[name]
+        tag = handle.tags[t]
+        if handle.node is None or tag is None:
+            return
+        handle.tags[t] = None
+        if t in self.request:
+            self._dec_lock(handle.node.root, t)
+            return
+        cur: Node | None = handle.node
+        while cur is not None:
+            self._dec_lock(cur, t)
+            if cur.tag is tag:
+                break
+            cur = cur.parent
+        assert cur is not None, "lock walk ran past the root"
+
+    def unlock(self, handle: LockHandle) -> None:
+        """Release everything `handle` still locks. Raises ValueError if it was already unlocked."""
+        node = handle.node
+        if node is None:
+            raise ValueError("handle already unlocked")
+        for name in self.names:
+            self.release_type(handle, name)
+        cur: Node | None = node
+        while cur is not None:
+            cur.ref -= 1
+            if cur.ref == 0:
+                self.evictor.on_unref(cur)
+            cur = cur.parent
+        handle.node = None
+
+    def _inc_lock(self, node: Node, t: int) -> None:
+        if node.lock[t] == 0:
+            self.locked_pages[t] += node.count(t)
+        node.lock[t] += 1
+
+    def _dec_lock(self, node: Node, t: int) -> None:
+        node.lock[t] -= 1
+        if node.lock[t] == 0:
+            self.locked_pages[t] -= node.count(t)
+            self.evictor.push_partial(node, t)
+
+    # ------------------------------------------------------------------ removal (called by the evictor)
+    def _release(self, node: Node, t: int, pages: list[int], freed: FreedPages) -> None:
+        owner = self._owner[t]
+        for p in pages:
+            del owner[p]
+        self.cached_pages[t] -= len(pages)
+        freed.large_pages += self.allocator.types[t].free(pages)
+        freed.pages[t].extend(pages)
+        freed.bytes += len(pages) * self.page_bytes[t]
+
+    def _drop_type(self, node: Node, t: int, freed: FreedPages) -> None:
+        """Tombstone type t at `node` (unlocked for t): free its pages, keep the node for the other types."""
+        assert node.lock[t] == 0 and not self.policies[t].leaf_only
+        self._release(node, t, node.present(t), freed)
+        node.pages[t] = [None] * len(node.pages[t])
+
+    def _truncate(self, node: Node, keep_pages: int, freed: FreedPages) -> None:
+        """Cut an unreferenced leaf after its first `keep_pages` pages (>= 1), freeing the tail of every
+        type."""
+        assert not node.children and node.ref == 0 and keep_pages >= 1
+        for t in self.aligned:
+            tail = [p for p in node.pages[t][keep_pages:] if p is not None]
+            self._release(node, t, tail, freed)
+            del node.pages[t][keep_pages:]
+        del node.tokens[keep_pages * self.P:]
+
+    def _remove_leaf(self, node: Node, freed: FreedPages) -> Node | None:
+        """Remove an unreferenced leaf (or childless key root) and free all its pages; returns the parent."""
+        assert not node.children and node.ref == 0 and node.alive
+        for t in range(len(self.names)):
+            self._release(node, t, node.present(t), freed)
+        parent = node.parent
+        if parent is None:
+            del self._roots[node.extra_key]
+        else:
+            del parent.children[self._key(node.tokens, 0)]
+            if not parent.children:
+                self.evictor.push_removal(parent)
+        node.alive = False
+        self.num_nodes -= 1
+        return parent
+
+    def _last_servable(self, node: Node) -> int:
+        """Largest hit (pages) in (start, end] of `node` that every type can serve, or <= start if none."""
+        P, s = self.P, node.start // self.P
+        types = [t for t in self.aligned if not self.policies[t].leaf_only]
+        if not types:
+            return node.end // P
+        offset = min(self.policies[t].needed_pages(s + 1).start for t in types)
+        chain, cur = [], node
+        while cur is not node.root:
+            chain.append(cur)
+            if cur.start // P <= offset:
+                break
+            cur = cast(Node, cur.parent)
+        chain.reverse()
+        base, h = chain[0].start // P, node.end // P
+        entries = {t: _concat(c.pages[t] for c in chain)[offset - base:] for t in types}
+        while h > s:
+            start = h
+            for t in types:
+                h = self.policies[t].max_hit(entries[t], h, offset)
+            if h == start:
+                break
+        return h
+
+    # ----------------------------------------------------------------------------------- eviction & stats
+    def evict(self, num_bytes: int) -> EvictResult:
+        """Free at least `num_bytes` of cached pages if possible (see evictor.Evictor.evict)."""
+        return self.evictor.evict(num_bytes)
+
+    def prune(self) -> EvictResult:
+        """Free only pages that can no longer contribute to any hit (see evictor.Evictor.prune)."""
+        return self.evictor.prune()
+
+    def iter_nodes(self) -> Iterator[Node]:
+        """Every live node, key roots first, depth-first. O(nodes)."""
+        stack = list(self._roots.values())
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(node.children.values())
+
+    def stats(self) -> TreeStats:
+        pb = self.page_bytes
+        cached = sum(c * b for c, b in zip(self.cached_pages, pb, strict=True))
+        locked = sum(c * b for c, b in zip(self.locked_pages, pb, strict=True))
+        return TreeStats(self.num_nodes, dict(zip(self.names, self.cached_pages, strict=True)),
+                         dict(zip(self.names, self.locked_pages, strict=True)), cached, cached - locked,
+                         locked)
+
+    def check_integrity(self, held: Mapping[str, Sequence[int]] | None = None) -> None:
+        """Assert structure, ownership, counters and locks (see integrity.check_tree); with `held` (pages
+        running requests own outside the tree, per type) also allocator used == tree + held, disjoint."""
+        from .integrity import check_tree
+
+        check_tree(self, held)
+
+
+def _concat(lists: Iterator[list[int | None]]) -> list[int | None]:
+    out: list[int | None] = []
+    for lst in lists:
+        out.extend(lst)
+    return out

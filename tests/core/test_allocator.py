@@ -1,0 +1,115 @@
+"""Two-level allocator: exact page ids, request-aware placement, large-page return, atomic failures, stats."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import full, make_model, mamba, swa
+
+from sglang_jenga.core import OutOfPagesError, TwoLevelAllocator, plan_layout
+
+
+def _alloc(num_large: int = 4) -> TwoLevelAllocator:
+    # full 2 B, swa 3 layers = 6 B, mamba 4 B -> large 12 B: 6 full, 2 swa, 3 mamba pages per large page.
+    layout = plan_layout(make_model(full(), swa(4, layers=3), mamba(state_bytes=4)), 1)
+    assert layout.large_page_bytes == 12
+    return TwoLevelAllocator(layout, num_large)
+
+
+def test_request_aware_placement_exact_ids() -> None:
+    a = _alloc()
+    assert a.alloc("full", 4, owner=1) == [0, 1, 2, 3]  # carves large page 0
+    assert a.alloc("full", 3, owner=2) == [6, 7, 8]  # owner 2 gets its own large page 1
+    assert a.alloc("full", 3, owner=1) == [4, 5, 12]  # finishes its open page 0, then carves large page 2
+    assert a.alloc("swa", 1, owner=1) == [6]  # swa page 6 = large page 3, slot 0
+    assert a.large_pages_free == 0
+    a.check_integrity()
+
+
+def test_large_page_returns_when_all_small_pages_free() -> None:
+    a = _alloc()
+    a.alloc("full", 4, owner=1)
+    p2 = a.alloc("full", 3, owner=2)
+    assert a.free("full", p2[:2]) == 0
+    assert a.free("full", p2[2:]) == 1  # large page 1 back in the common pool
+    assert a.large_pages_free == 3
+    # another type can now carve it: LIFO pool hands out large page 1 first -> swa pages 2, 3
+    assert a.alloc("swa", 2, owner=3) == [2, 3]
+    a.check_integrity()
+
+
+def test_decode_steps_keep_each_request_in_its_own_large_pages() -> None:
+    a = _alloc(num_large=4)
+    got = [a.alloc_each("full", [1, 2]) for _ in range(4)]
+    assert got == [[0, 6], [1, 7], [2, 8], [3, 9]]
+    # owner 1 finishing returns its whole large page 0 at once (its 2 unused slots were never handed out)
+    assert a.free("full", [g[0] for g in got]) == 1
+    a.check_integrity()
+
+
+def test_owner_pages_free_whole_large_pages() -> None:
+    a = _alloc(num_large=4)
+    p1 = a.alloc("full", 6, owner=1)
+    p2 = a.alloc("full", 6, owner=2)
+    assert (p1, p2) == ([0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11])
+    assert a.free("full", p1) == 1
+    assert a.stats().bytes_wasted == 0
+
+
+def test_fallback_to_holes_then_to_other_owners_open_pages() -> None:
+    a = _alloc(num_large=2)
+    a.alloc("full", 4, owner=1)  # large 0: pages 0-3, 4-5 free (open for owner 1)
+    a.alloc("full", 4, owner=2)  # large 1: pages 6-9, 10-11 free (open for owner 2)
+    a.close_owner(1)  # 4, 5 become holes anyone may use
+    assert a.alloc("full", 3, owner=3) == [4, 5, 10]  # holes first, then owner 2's open page
+    a.check_integrity()
+
+
+def test_out_of_pages_is_atomic() -> None:
+    a = _alloc(num_large=1)
+    a.alloc("full", 5, owner=1)
+    before = a.stats()
+    with pytest.raises(OutOfPagesError) as err:
+        a.alloc("full", 2, owner=2)
+    assert (err.value.requested, err.value.available) == (2, 1)
+    with pytest.raises(OutOfPagesError):
+        a.alloc_each("swa", [1])
+    assert a.stats() == before
+    a.check_integrity()
+
+
+def test_bad_free_changes_nothing() -> None:
+    a = _alloc()
+    pages = a.alloc("full", 3, owner=1)
+    before = a.stats()
+    with pytest.raises(ValueError):
+        a.free("full", [pages[0], 5])  # 5 was never allocated
+    with pytest.raises(ValueError):
+        a.free("full", [pages[0], pages[0]])
+    with pytest.raises(ValueError):
+        a.free("full", [10**6])
+    assert a.stats() == before
+    a.check_integrity()
+    a.free("full", pages)
+    assert a.large_pages_free == 4
+
+
+def test_stats_count_holes_and_padding() -> None:
+    layout = plan_layout(make_model(swa(4, layers=3), mamba(state_bytes=10)), 1, max_large_page_bytes=20)
+    a = TwoLevelAllocator(layout, 3)  # large 12 B: swa 6 B x 2, mamba padded 10 -> 12 B x 1
+    a.alloc("swa", 1, owner=1)
+    a.alloc("mamba", 2, owner=1)
+    s = a.stats()
+    assert (s.large_pages_total, s.large_pages_free, s.bytes_total) == (3, 0, 36)
+    swa_stats, mamba_stats = s.types
+    assert (swa_stats.pages_used, swa_stats.pages_free_in_carved, swa_stats.large_pages_carved) == (1, 1, 1)
+    assert mamba_stats.bytes_padding == 2 * 2
+    assert s.bytes_wasted == 6 + 4
+    assert s.wasted_fraction == pytest.approx(10 / 36)
+
+
+def test_available_pages_counts_holes_and_free_large_pages() -> None:
+    a = _alloc(num_large=3)
+    a.alloc("full", 1, owner=1)
+    assert a.available_pages("full") == 5 + 2 * 6
+    assert a.available_pages("swa") == 2 * 2
+    assert a.available_pages("mamba") == 2 * 3
