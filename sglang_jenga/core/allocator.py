@@ -4,12 +4,14 @@ Level 1 (`LargePagePool`): large pages 0..N-1, a LIFO free list. Level 2 (`Small
 a type carves a free large page into `pages_per_large` small pages (ids `lp*k .. lp*k+k-1`, see layout.py) and
 hands the large page back to the pool the moment its last small page is freed.
 
-Request-aware placement: each owner (request id) has an *open* large page per type; its pages come from there
-first, then from a freshly carved large page (which becomes its open page), then from other large pages' free
-slots (holes), and last from other owners' open pages. A request's pages of one type therefore share large
-pages and tend to free them together. Cost: O(1) amortised per page (carving k slots is paid once per k
-pages); no scan over all pages. `free` and `alloc` are atomic: an `OutOfPagesError` or `ValueError` leaves
-state untouched.
+Request-aware placement: each owner (request id) has an *open* large page per type and takes its pages from
+there first. When it is full, the owner adopts another large page as its open page: one that already has free
+slots (holes left by freed pages; filling them first keeps fragmentation low), else a freshly carved one.
+Under memory pressure (at most `low_water` free large pages, default 1/64 of the pool) it takes free slots of
+other owners' open pages before carving, so reserved tails do not strand memory. A request's pages of one type
+thus sit together and tend to free whole large pages at once. Cost: O(1) amortised per page (carving k slots
+is paid once per k pages); no scan over all pages. `free` and `alloc` are atomic: an `OutOfPagesError` or
+`ValueError` leaves the state untouched.
 """
 
 from __future__ import annotations
@@ -60,12 +62,17 @@ class AllocatorStats(NamedTuple):
 
 
 class LargePagePool:
-    """The common pool. `carver[lp]` is the index of the type that carved `lp`, None while it is free."""
+    """The common pool. `carver[lp]` is the index of the type that carved `lp`, None while it is free.
 
-    def __init__(self, num_large_pages: int) -> None:
-        if num_large_pages < 0:
-            raise ValueError("num_large_pages must be >= 0")
+    `low_water`: while at most this many large pages are free, owners fill other owners' open large pages
+    before carving new ones (request-aware placement yields to memory pressure).
+    """
+
+    def __init__(self, num_large_pages: int, low_water: int = 0) -> None:
+        if num_large_pages < 0 or low_water < 0:
+            raise ValueError("num_large_pages and low_water must be >= 0")
         self.total = num_large_pages
+        self.low_water = low_water
         self.free: list[int] = list(range(num_large_pages - 1, -1, -1))
         self.carver: list[int | None] = [None] * num_large_pages
 
@@ -90,6 +97,7 @@ class SmallPageAllocator:
         self.pages_free_in_carved = 0
         self._free_in: dict[int, list[int]] = {}  # carved large page -> its free small pages (pop = lowest)
         self._avail: dict[int, None] = {}  # carved, not open, with free slots (insertion-ordered set)
+        self._open_avail: dict[int, None] = {}  # open, with free slots
         self._open: dict[int, int] = {}  # owner -> its open large page
         self._opener: dict[int, int] = {}  # open large page -> owner
         self._used = bytearray(pool.total * self.pages_per_large)
@@ -118,7 +126,7 @@ class SmallPageAllocator:
             raise OutOfPagesError(self.name, num_pages, self.available())
         out: list[int] = []
         lp = self._open.get(owner)
-        if lp is not None:
+        if lp is not None and self._free_in[lp]:
             self._take(lp, num_pages, out)
         while len(out) < num_pages:
             self._take(self._next_source(owner), num_pages - len(out), out)
@@ -136,10 +144,11 @@ class SmallPageAllocator:
         used, open_, free_in = self._used, self._open, self._free_in
         for owner in owners:
             lp = open_.get(owner)
-            slots = free_in[lp] if lp is not None else None
-            if slots:
+            if lp is not None and (slots := free_in[lp]):
                 page = slots.pop()
                 self.pages_free_in_carved -= 1
+                if not slots:
+                    del self._open_avail[lp]
             else:
                 page = self._take(self._next_source(owner), 1, [])
             used[page] = 1
@@ -160,8 +169,8 @@ class SmallPageAllocator:
             slots.append(p)
             if len(slots) == k:
                 self._uncarve(lp)
-            elif len(slots) == 1 and lp not in self._opener:
-                self._avail[lp] = None
+            elif len(slots) == 1:
+                (self._open_avail if lp in self._opener else self._avail)[lp] = None
         self.pages_used -= len(pages)
         self.pages_free_in_carved += len(pages)
         return len(self.pool.free) - before
@@ -171,7 +180,7 @@ class SmallPageAllocator:
         lp = self._open.pop(owner, None)
         if lp is not None:
             del self._opener[lp]
-            if self._free_in[lp]:
+            if self._open_avail.pop(lp, 0) is None:
                 self._avail[lp] = None
 
     def stats(self) -> TypeStats:
@@ -191,6 +200,7 @@ class SmallPageAllocator:
             used_here = sum(self._used[lp * k:lp * k + k])
             assert used_here + len(slots) == k, f"{self.name}: large page {lp} used + free != k"
             assert (lp in self._avail) == (bool(slots) and lp not in self._opener)
+            assert (lp in self._open_avail) == (bool(slots) and lp in self._opener)
             used_total, free_total = used_total + used_here, free_total + len(slots)
         assert used_total == self.pages_used == self._used.count(1), f"{self.name}: used count"
         assert free_total == self.pages_free_in_carved, f"{self.name}: free-in-carved count"
@@ -199,18 +209,22 @@ class SmallPageAllocator:
         assert all(lp in self._free_in for lp in self._opener)
 
     def _next_source(self, owner: int) -> int:
-        """Large page to take the next slots from: fresh (becomes owner's open page), a hole, another's
-        open."""
-        if self.pool.free:
-            lp = self._carve()
-            self._set_open(owner, lp)
-            return lp
+        """Large page for the owner's next slots: a large page with holes (made its open page), else a fresh
+        one (made its open page) while the pool is above its low-water mark, else other owners' open pages'
+        free slots, else a fresh one regardless."""
+        pool = self.pool
         if self._avail:
-            return next(iter(self._avail))
-        return next(lp for lp in self._opener if self._free_in[lp])
+            lp = next(iter(self._avail))
+            del self._avail[lp]
+        elif pool.free and (len(pool.free) > pool.low_water or not self._open_avail):
+            lp = self._carve()
+        else:
+            return next(iter(self._open_avail))
+        self._set_open(owner, lp)
+        return lp
 
     def _take(self, lp: int, want: int, out: list[int]) -> int:
-        """Move up to `want` free slots of `lp` (lowest ids first) to `out`; returns the last page taken."""
+        """Move up to `want` (>= 1) of `lp`'s free slots, lowest first, to `out`; returns the last one."""
         slots = self._free_in[lp]
         n = min(want, len(slots))
         chunk = slots[len(slots) - n:]
@@ -220,6 +234,7 @@ class SmallPageAllocator:
         self.pages_free_in_carved -= n
         if not slots:
             self._avail.pop(lp, None)
+            self._open_avail.pop(lp, None)
         return chunk[-1]
 
     def _carve(self) -> int:
@@ -233,6 +248,7 @@ class SmallPageAllocator:
     def _uncarve(self, lp: int) -> None:
         del self._free_in[lp]
         self._avail.pop(lp, None)
+        self._open_avail.pop(lp, None)
         owner = self._opener.pop(lp, None)
         if owner is not None:
             del self._open[owner]
@@ -244,6 +260,8 @@ class SmallPageAllocator:
         self.close_owner(owner)
         self._open[owner] = lp
         self._opener[lp] = owner
+        if self._free_in[lp]:
+            self._open_avail[lp] = None
 
     def _mark_freeing(self, pages: list[int]) -> None:
         """Validate before mutating: every page allocated and listed once (marks 1 -> 2, rolled back on
@@ -261,9 +279,11 @@ class SmallPageAllocator:
 class TwoLevelAllocator:
     """All types' small-page allocators over one common pool of `num_large_pages` large pages."""
 
-    def __init__(self, layout: Layout, num_large_pages: int) -> None:
+    def __init__(self, layout: Layout, num_large_pages: int, low_water: int | None = None) -> None:
+        """`low_water` (default: 1/64 of the pool, see LargePagePool) bounds request-aware placement."""
         self.layout = layout
-        self.pool = LargePagePool(num_large_pages)
+        low = num_large_pages // 64 if low_water is None else low_water
+        self.pool = LargePagePool(num_large_pages, low)
         self.types = tuple(SmallPageAllocator(self.pool, i, t) for i, t in enumerate(layout.types))
         self._by_name = {a.name: a for a in self.types}
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .nodes import EvictResult, FreedPages, Node
@@ -76,9 +77,18 @@ class Evictor:
         """Free unlocked cached pages in eviction order (module docstring) until at least `num_bytes`
         small-page bytes are freed or nothing evictable is left. Zero-value pages are freed first. Mutates the
         tree and the allocator; never touches locked pages. O(log heap + pages freed) per unit."""
+        return self._evict_until(lambda freed: freed.bytes >= num_bytes)
+
+    def evict_for(self, name: str, num_pages: int) -> EvictResult:
+        """Evict (same order as `evict`) until the allocator can hand out `num_pages` pages of type `name`
+        (free slots of that type + whole free large pages), or nothing evictable is left."""
+        alloc = self.tree.allocator.of(name)
+        return self._evict_until(lambda freed: alloc.available() >= num_pages)
+
+    def _evict_until(self, done: Callable[[FreedPages], bool]) -> EvictResult:
         freed = FreedPages(len(self.tree.names))
         self._prune_dirty(freed)
-        while freed.bytes < num_bytes:
+        while not done(freed):
             entry = self._pop_best()
             if entry is None:
                 break

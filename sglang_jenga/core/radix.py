@@ -483,6 +483,10 @@ class TypedRadixTree:
         """Free at least `num_bytes` of cached pages if possible (see evictor.Evictor.evict)."""
         return self.evictor.evict(num_bytes)
 
+    def evict_for(self, name: str, num_pages: int) -> EvictResult:
+        """Evict until `num_pages` pages of type `name` can be allocated (see evictor.Evictor.evict_for)."""
+        return self.evictor.evict_for(name, num_pages)
+
     def prune(self) -> EvictResult:
         """Free only pages that can no longer contribute to any hit (see evictor.Evictor.prune)."""
         return self.evictor.prune()
