@@ -1,0 +1,135 @@
+"""Prefix-subset eviction: exact order, aligned timestamps, independent pruning, zero-value pages."""
+
+from __future__ import annotations
+
+from conftest import assert_free_pool, cross, full, make_tree, mamba, states_at, swa, toks
+
+
+def _insert(alloc, tree, seq, owner, names=("full", "swa"), key=None):
+    pages = {n: alloc.alloc(n, len(seq), owner) for n in names}
+    tree.insert(seq, pages, extra_key=key)
+    return pages
+
+
+def test_lru_order_across_paths() -> None:
+    alloc, tree = make_tree(full(), swa(2))
+    a = _insert(alloc, tree, toks(3, 0), 1)
+    b = _insert(alloc, tree, toks(3, 100), 2)
+    c = _insert(alloc, tree, toks(3, 200), 3)
+    tree.match(toks(3, 0))  # A is now the most recent
+    order = [tree.evict(1).pages for _ in range(3)]
+    assert order == [{"full": b["full"], "swa": b["swa"]}, {"full": c["full"], "swa": c["swa"]},
+                     {"full": a["full"], "swa": a["swa"]}]
+    assert tree.evict(1).bytes_freed == 0
+    assert_free_pool(alloc)
+
+
+def test_deeper_first_at_equal_time() -> None:
+    alloc, tree = make_tree(full())
+    base = _insert(alloc, tree, toks(4), 1, names=("full",))
+    ext = alloc.alloc("full", 2, 2)
+    tree.insert(toks(6), {"full": [None] * 4 + ext})  # [0,4) and [4,6) share the insert's timestamp
+    assert tree.evict(1).pages == {"full": ext}
+    assert tree.evict(1).pages == {"full": base["full"]}
+
+
+def test_aligned_timestamps_do_not_cap_the_hit() -> None:
+    alloc, tree = make_tree(full(), swa(2))
+    a = _insert(alloc, tree, toks(4, 0), 1)
+    _insert(alloc, tree, toks(4, 100), 2)
+    tree.match(toks(4, 0))
+    tree.evict(1)  # B goes whole (older), A keeps both types: its window is as fresh as its full pages
+    assert tree.match(toks(4, 0)).hit_tokens == 4
+    # at equal time the leaf goes whole before its window alone: never full pages without a usable window
+    assert tree.evict(1).pages == {"full": a["full"], "swa": a["swa"]}
+
+
+def test_out_of_window_pages_go_before_full_pages() -> None:
+    alloc, tree = make_tree(full(), swa(2))
+    p1 = _insert(alloc, tree, toks(6), 1)  # node [0,6)
+    f2, s2 = alloc.alloc("full", 4, 2), alloc.alloc("swa", 4, 2)
+    tree.insert(toks(10), {"full": [None] * 6 + f2, "swa": [None] * 6 + s2})  # node [6,10)
+    tree.match(toks(10))  # touches full everywhere, the window [8,10) only in [6,10)
+    # oldest unit: the sliding-window pages of [0,6), not needed by the hit at 10
+    assert tree.evict(1).pages == {"swa": p1["swa"]}
+    assert tree.match(toks(10)).hit_tokens == 10
+    assert tree.match(toks(6) + [1]).hit_tokens == 0  # the shorter prefix lost its window
+    tree.check_integrity({})
+
+
+def test_mamba_states_off_the_hit_point_go_first() -> None:
+    alloc, tree = make_tree(full(), mamba(interval=4))
+    f1, st1 = alloc.alloc("full", 6, 1), alloc.alloc("mamba", 2, 1)
+    # first request: 6 tokens, checkpoint at 4, end state at 6
+    tree.insert(toks(6), {"full": f1, "mamba": states_at(6, {3: st1[0], 5: st1[1]})})
+    f2, st2 = alloc.alloc("full", 4, 2), alloc.alloc("mamba", 2, 2)
+    tree.insert(toks(10), {"full": [None] * 6 + f2, "mamba": states_at(10, {7: st2[0], 9: st2[1]})})
+    tree.match(toks(10))
+    # the states at 4 and 6 are only refreshed by hits ending there: they go before anything else
+    assert tree.evict(1).pages == {"mamba": st1}
+    assert tree.match(toks(10)).hit_tokens == 10
+    assert tree.match(toks(7) + [1]).hit_tokens == 0
+    # then the leaf [6,10) with its states; [0,6) has no state left, so it is zero-value and goes too
+    assert tree.evict(1).pages == {"full": f2 + f1, "mamba": st2}
+    assert_free_pool(alloc)
+
+
+def test_zero_value_tail_is_truncated() -> None:
+    alloc, tree = make_tree(full(), mamba(interval=4))
+    f, st = alloc.alloc("full", 7, 1), alloc.alloc("mamba", 1, 1)
+    res = tree.insert(toks(7), {"full": f, "mamba": states_at(7, {3: st[0]})})  # no end state kept
+    assert tree.prune().pages == {"full": f[4:]}  # tokens 4..6 can never be hit
+    assert (res.node.start, res.node.end) == (0, 4)
+    assert tree.match(toks(7)).hit_tokens == 4
+    tree.check_integrity({})
+
+
+def test_zero_value_leaf_without_any_hit_point_is_removed() -> None:
+    alloc, tree = make_tree(full(), swa(4))
+    f, s = alloc.alloc("full", 3, 1), alloc.alloc("swa", 3, 1)
+    alloc.free("swa", s)
+    res = tree.insert(toks(3), {"full": f, "swa": [None] * 3})
+    assert tree.match(toks(3)).hit_tokens == 0
+    handle = tree.lock(res.node)  # e.g. a running request that inserted its prompt
+    assert tree.prune().pages == {}  # locked: kept
+    tree.unlock(handle)
+    assert tree.prune().pages == {"full": f}
+    assert_free_pool(alloc)
+
+
+def test_prefers_units_that_free_whole_large_pages() -> None:
+    # full 2 B, swa 2 B, a 2-layer draft 4 B -> large 4 B: 2 full or 2 swa pages per large page.
+    alloc, tree = make_tree(full(), swa(4), full(layers=2, name="draft_full"))
+    names = ("full", "swa", "draft_full")
+    assert alloc.layout.large_page_bytes == 4
+    p1 = _insert(alloc, tree, toks(12), 1, names=names)  # node [0,12): 6 whole large pages of swa
+    held = {n: alloc.alloc(n, 3, 2) for n in names}  # full/swa: x0 x1 | y0 -- x0 stays with the request
+    tree.insert(toks(14), {n: [None] * 12 + held[n][1:] for n in names})
+    tree.match(toks(14))  # one timestamp for: leaf [12,14), its swa, the swa of [0,12) (window 10..13)
+    # removing the leaf frees 1 + 1 + 2 whole large pages (x1 shares with x0); [0,12)'s swa frees 6
+    assert tree.evict(1).pages == {"swa": p1["swa"]}
+    tree.check_integrity({n: held[n][:1] for n in names})
+
+
+def test_cross_attention_pages_go_with_their_key_root() -> None:
+    alloc, tree = make_tree(full(), cross(encoder_tokens=2))
+    enc = alloc.alloc("cross", 2, 1)
+    f = alloc.alloc("full", 3, 1)
+    tree.insert(toks(3), {"full": f, "cross": enc}, extra_key="img")
+    assert tree.evict(1).pages == {"full": f}  # the path first; the key root keeps the image's pages
+    assert tree.match([5], extra_key="img").pages["cross"].pages == tuple(enc)
+    assert tree.evict(1).pages == {"cross": enc}
+    assert_free_pool(alloc)
+
+
+def test_locked_pages_survive_evict_everything() -> None:
+    alloc, tree = make_tree(full(), swa(2))
+    a = _insert(alloc, tree, toks(4, 0), 1)
+    b = _insert(alloc, tree, toks(4, 100), 2)
+    handle = tree.lock(tree.match(toks(4, 0)).node)
+    freed = tree.evict(10**9)
+    assert freed.pages == {"full": b["full"], "swa": b["swa"]}
+    assert freed.bytes_freed == 8 * 2
+    tree.unlock(handle)
+    assert tree.evict(10**9).pages == {"full": a["full"], "swa": a["swa"]}
+    assert_free_pool(alloc)
