@@ -114,6 +114,11 @@ class SmallPageAllocator:
     def is_used(self, page: int) -> bool:
         return bool(self._used[page])
 
+    @property
+    def used_flags(self) -> bytearray:
+        """One byte per small page, 1 while allocated. Read-only for callers (fast bulk checks)."""
+        return self._used
+
     def used_in_large(self, large_page: int) -> int:
         """Used small pages of this type inside `large_page` (0 if this type has not carved it). O(1)."""
         slots = self._free_in.get(large_page)

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, cast
 
 from .nodes import EvictResult, FreedPages, Node
 
@@ -104,9 +104,9 @@ class Evictor:
     def _apply(self, entry: _Entry, freed: FreedPages) -> None:
         node, rank, t = entry[6], entry[2], entry[3]
         if rank == REMOVE:
-            self._prune_chain(self.tree._remove_leaf(node, freed), freed)
+            self._prune_chain(self._remove_leaf(node, freed), freed)
         else:
-            self.tree._drop_type(node, t, freed)
+            self._drop_type(node, t, freed)
             self._prune_chain(node, freed)
 
     def _prune_chain(self, node: Node | None, freed: FreedPages) -> None:
@@ -115,20 +115,93 @@ class Evictor:
         while node is not None and node.alive and not node.children and node.ref == 0:
             if node.req_pages is not None:
                 if not any(node.req_pages[t] for t in tree.request):
-                    tree._remove_leaf(node, freed)
+                    self._remove_leaf(node, freed)
                 return
-            start, h = node.start // tree.P, tree._last_servable(node)
+            start, h = node.start // tree.P, self._last_servable(node)
             if h > start:
                 if h < node.end // tree.P:
-                    tree._truncate(node, h - start, freed)
+                    self._truncate(node, h - start, freed)
                 return
-            node = tree._remove_leaf(node, freed)
+            node = self._remove_leaf(node, freed)
 
     def _prune_dirty(self, freed: FreedPages) -> None:
         nodes = list(self._dirty)
         self._dirty.clear()
         for node in nodes:
             self._prune_chain(node, freed)
+
+    # --------------------------------------------------------- structural removal (mutates tree internals)
+    def _release(self, t: int, pages: list[int], freed: FreedPages) -> None:
+        tree = self.tree
+        cached = tree._cached[t]
+        for p in pages:
+            cached[p] = 0
+        tree.cached_pages[t] -= len(pages)
+        freed.large_pages += tree.allocator.types[t].free(pages)
+        freed.pages[t].extend(pages)
+        freed.bytes += len(pages) * tree.page_bytes[t]
+
+    def _drop_type(self, node: Node, t: int, freed: FreedPages) -> None:
+        """Tombstone type t at `node` (unlocked for t): free its pages, keep the node for the other types."""
+        tree = self.tree
+        assert node.lock[t] == 0 and not tree.policies[t].leaf_only
+        self._release(t, node.present(t), freed)
+        node.pages[t] = [None] * len(node.pages[t])
+        node.held[t] = 0
+
+    def _truncate(self, node: Node, keep_pages: int, freed: FreedPages) -> None:
+        """Cut an unreferenced leaf after its first `keep_pages` pages (>= 1), freeing the tail of every
+        type."""
+        tree = self.tree
+        assert not node.children and node.ref == 0 and keep_pages >= 1
+        for t in tree.aligned:
+            tail = [p for p in node.pages[t][keep_pages:] if p is not None]
+            self._release(t, tail, freed)
+            node.held[t] -= len(tail)
+            del node.pages[t][keep_pages:]
+        del node.tokens[keep_pages * tree.P:]
+
+    def _remove_leaf(self, node: Node, freed: FreedPages) -> Node | None:
+        """Remove an unreferenced leaf (or childless key root) and free all its pages; returns the parent."""
+        tree = self.tree
+        assert not node.children and node.ref == 0 and node.alive
+        for t in range(len(tree.names)):
+            self._release(t, node.present(t), freed)
+        parent = node.parent
+        if parent is None:
+            del tree._roots[node.extra_key]
+        else:
+            del parent.children[tree._key(node.tokens, 0)]
+            if not parent.children:
+                self.push_removal(parent)
+        node.alive = False
+        tree.num_nodes -= 1
+        return parent
+
+    def _last_servable(self, node: Node) -> int:
+        """Largest hit (pages) in (start, end] of `node` that every type can serve, or <= start if none."""
+        tree = self.tree
+        P, s = tree.P, node.start // tree.P
+        types = [t for t in tree.aligned if not tree.policies[t].leaf_only]
+        if not types:
+            return node.end // P
+        offset = min(tree.policies[t].needed_pages(s + 1).start for t in types)
+        chain, cur = [], node
+        while cur is not node.root:
+            chain.append(cur)
+            if cur.start // P <= offset:
+                break
+            cur = cast(Node, cur.parent)
+        chain.reverse()
+        base, h = chain[0].start // P, node.end // P
+        entries = {t: _concat(c.pages[t] for c in chain)[offset - base:] for t in types}
+        while h > s:
+            start = h
+            for t in types:
+                h = tree.policies[t].max_hit(entries[t], h, offset)
+            if h == start:
+                break
+        return h
 
     # ------------------------------------------------------------------------------------------ the heap
     def _push(self, time: int, node: Node, rank: int, t: int) -> None:
@@ -196,3 +269,9 @@ class Evictor:
     def _result(self, freed: FreedPages) -> EvictResult:
         pages = {self.tree.names[t]: p for t, p in enumerate(freed.pages) if p}
         return EvictResult(freed.bytes, freed.large_pages, pages)
+
+def _concat(lists: Iterator[list[int | None]]) -> list[int | None]:
+    out: list[int | None] = []
+    for lst in lists:
+        out.extend(lst)
+    return out

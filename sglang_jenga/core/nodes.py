@@ -12,14 +12,15 @@ class Node:
     `pages[t]` (TOKENS and STATE types) is aligned with the span: entry i is page index start//P + i, None
     where type t holds nothing there (a tombstone; the node stays for the other types). STATE entries hold the
     state after that page. REQUEST-type pages live only on the key root, in `req_pages[t]`.
-    `time[t]` is the last access of type t's pages here; `last_access` the node's (its subtree's) last access.
-    `lock[t]` counts requests that need type t's pages here; `ref` counts requests whose path runs through
-    here (a node with ref > 0 is never removed or truncated). `tag` marks the node as the top of type locks
-    (it moves to the upper half on a split so unlock walks stay exact).
+    `held[t]` counts the pages type t holds here. `time[t]` is the last access of type t's pages here;
+    `last_access` the node's (its subtree's) last access. `lock[t]` counts requests that need type t's pages
+    here; `ref` counts requests whose path runs through here (a node with ref > 0 is never removed or
+    truncated). `tag` marks the node as the top of type locks (it moves to the upper half on a split so unlock
+    walks stay exact).
     """
 
     __slots__ = ("nid", "parent", "root", "extra_key", "children", "tokens", "start", "pages", "req_pages",
-                 "time", "last_access", "lock", "ref", "tag", "alive")
+                 "held", "time", "last_access", "lock", "ref", "tag", "alive")
 
     def __init__(self, nid: int, parent: Node | None, extra_key: Hashable, tokens: list[int], start: int,
                  num_types: int) -> None:
@@ -32,6 +33,7 @@ class Node:
         self.start = start
         self.pages: list[list[int | None]] = [[] for _ in range(num_types)]
         self.req_pages: list[list[int]] | None = [[] for _ in range(num_types)] if parent is None else None
+        self.held = [0] * num_types  # pages held per type (non-None entries, or request pages)
         self.time = [0] * num_types
         self.last_access = 0
         self.lock = [0] * num_types
@@ -54,10 +56,8 @@ class Node:
         return [p for p in self.pages[t] if p is not None]
 
     def count(self, t: int) -> int:
-        if self.req_pages is not None and self.req_pages[t]:
-            return len(self.req_pages[t])
-        lst = self.pages[t]
-        return len(lst) - lst.count(None)
+        """Pages of type t held here. O(1)."""
+        return self.held[t]
 
     def __repr__(self) -> str:
         return f"Node#{self.nid}[{self.start},{self.end})"

@@ -23,6 +23,7 @@ Costs: match and insert O(key length + depth * types); lock/unlock O(depth * typ
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import cast
 
@@ -30,7 +31,6 @@ from .allocator import TwoLevelAllocator
 from .evictor import Evictor
 from .nodes import (
     EvictResult,
-    FreedPages,
     InsertResult,
     LockHandle,
     MatchResult,
@@ -60,7 +60,8 @@ class TypedRadixTree:
         self.num_nodes = 0
         self._index = {n: i for i, n in enumerate(self.names)}
         self._roots: dict[Hashable, Node] = {}
-        self._owner: list[dict[int, Node]] = [{} for _ in self.names]
+        # per type, one byte per small page: 1 while the tree holds it (no page cached twice)
+        self._cached = [bytearray(a.num_pages) for a in allocator.types]
         self._clock = 0
         self._next_nid = 0
         self.evictor = Evictor(self)
@@ -222,12 +223,21 @@ class TypedRadixTree:
             self._check_new_pages(t, [p for p in args[t] if p is not None and p not in have])
 
     def _check_new_pages(self, t: int, pages: list[int]) -> None:
-        seen: set[int] = set()
-        alloc, owner = self.allocator.types[t], self._owner[t]
-        for p in pages:
-            if p in seen or p in owner or not (0 <= p < alloc.num_pages and alloc.is_used(p)):
-                raise ValueError(f"{self.names[t]}: page {p} is unallocated, repeated or cached elsewhere")
-            seen.add(p)
+        """Pages the tree is about to take must be in range, allocated, listed once and not cached yet.
+        Raises ValueError; leaves no trace (repeats are found by marking flags 2 and unmarking). O(len)."""
+        used, cached, marked = self.allocator.types[t].used_flags, self._cached[t], 0
+        if pages and min(pages) < 0:
+            raise ValueError(f"{self.names[t]}: negative page id")
+        with contextlib.suppress(IndexError):
+            for p in pages:
+                if cached[p] or used[p] != 1:
+                    break
+                cached[p] = 2
+                marked += 1
+        for p in pages[:marked]:
+            cached[p] = 0
+        if marked != len(pages):
+            raise ValueError(f"{self.names[t]}: a page is unallocated, repeated or cached elsewhere")
 
     def _reconcile(self, path: list[Node], args: list[list[int | None]], dups: list[list[int]],
                    now: int) -> None:
@@ -250,7 +260,8 @@ class TypedRadixTree:
 
     def _adopt(self, node: Node, t: int, j: int, page: int, now: int) -> None:
         node.pages[t][j] = page
-        self._owner[t][page] = node
+        node.held[t] += 1
+        self._cached[t][page] = 1
         self.cached_pages[t] += 1
         if node.lock[t]:
             self.locked_pages[t] += 1
@@ -269,8 +280,8 @@ class TypedRadixTree:
                 dups[t].extend(p for p in mine if p not in set(have))
                 continue
             root.req_pages[t] = list(mine)
-            for p in mine:
-                self._owner[t][p] = root
+            root.held[t] = len(mine)
+            _set_flags(self._cached[t], mine, 1)
             self.cached_pages[t] += len(mine)
             self.locked_pages[t] += len(mine) if root.lock[t] else 0
             root.time[t] = now
@@ -280,11 +291,10 @@ class TypedRadixTree:
         node = self._new_node(parent, parent.extra_key, toks[matched * self.P:], matched * self.P)
         parent.children[self._key(node.tokens, 0)] = node
         for t in self.aligned:
-            node.pages[t] = args[t][matched:]
-            for p in node.pages[t]:
-                if p is not None:
-                    self._owner[t][p] = node
-            self.cached_pages[t] += node.count(t)
+            node.pages[t] = lst = args[t][matched:]
+            node.held[t] = len(lst) - lst.count(None)
+            _set_flags(self._cached[t], lst, 1)
+            self.cached_pages[t] += node.held[t]
             node.time[t] = now
             self.evictor.push_partial(node, t)
         return node
@@ -316,9 +326,8 @@ class TypedRadixTree:
         for t in self.aligned:
             k = cut // self.P
             upper.pages[t], node.pages[t] = node.pages[t][:k], node.pages[t][k:]
-            for p in upper.pages[t]:
-                if p is not None:
-                    self._owner[t][p] = upper
+            upper.held[t] = k - upper.pages[t].count(None)
+            node.held[t] -= upper.held[t]
         upper.time, upper.lock = node.time[:], node.lock[:]
         upper.last_access, upper.ref = node.last_access, node.ref
         upper.tag, node.tag = node.tag, object()
@@ -412,72 +421,6 @@ class TypedRadixTree:
             self.locked_pages[t] -= node.count(t)
             self.evictor.push_partial(node, t)
 
-    # ------------------------------------------------------------------ removal (called by the evictor)
-    def _release(self, node: Node, t: int, pages: list[int], freed: FreedPages) -> None:
-        owner = self._owner[t]
-        for p in pages:
-            del owner[p]
-        self.cached_pages[t] -= len(pages)
-        freed.large_pages += self.allocator.types[t].free(pages)
-        freed.pages[t].extend(pages)
-        freed.bytes += len(pages) * self.page_bytes[t]
-
-    def _drop_type(self, node: Node, t: int, freed: FreedPages) -> None:
-        """Tombstone type t at `node` (unlocked for t): free its pages, keep the node for the other types."""
-        assert node.lock[t] == 0 and not self.policies[t].leaf_only
-        self._release(node, t, node.present(t), freed)
-        node.pages[t] = [None] * len(node.pages[t])
-
-    def _truncate(self, node: Node, keep_pages: int, freed: FreedPages) -> None:
-        """Cut an unreferenced leaf after its first `keep_pages` pages (>= 1), freeing the tail of every
-        type."""
-        assert not node.children and node.ref == 0 and keep_pages >= 1
-        for t in self.aligned:
-            tail = [p for p in node.pages[t][keep_pages:] if p is not None]
-            self._release(node, t, tail, freed)
-            del node.pages[t][keep_pages:]
-        del node.tokens[keep_pages * self.P:]
-
-    def _remove_leaf(self, node: Node, freed: FreedPages) -> Node | None:
-        """Remove an unreferenced leaf (or childless key root) and free all its pages; returns the parent."""
-        assert not node.children and node.ref == 0 and node.alive
-        for t in range(len(self.names)):
-            self._release(node, t, node.present(t), freed)
-        parent = node.parent
-        if parent is None:
-            del self._roots[node.extra_key]
-        else:
-            del parent.children[self._key(node.tokens, 0)]
-            if not parent.children:
-                self.evictor.push_removal(parent)
-        node.alive = False
-        self.num_nodes -= 1
-        return parent
-
-    def _last_servable(self, node: Node) -> int:
-        """Largest hit (pages) in (start, end] of `node` that every type can serve, or <= start if none."""
-        P, s = self.P, node.start // self.P
-        types = [t for t in self.aligned if not self.policies[t].leaf_only]
-        if not types:
-            return node.end // P
-        offset = min(self.policies[t].needed_pages(s + 1).start for t in types)
-        chain, cur = [], node
-        while cur is not node.root:
-            chain.append(cur)
-            if cur.start // P <= offset:
-                break
-            cur = cast(Node, cur.parent)
-        chain.reverse()
-        base, h = chain[0].start // P, node.end // P
-        entries = {t: _concat(c.pages[t] for c in chain)[offset - base:] for t in types}
-        while h > s:
-            start = h
-            for t in types:
-                h = self.policies[t].max_hit(entries[t], h, offset)
-            if h == start:
-                break
-        return h
-
     # ----------------------------------------------------------------------------------- eviction & stats
     def evict(self, num_bytes: int) -> EvictResult:
         """Free at least `num_bytes` of cached pages if possible (see evictor.Evictor.evict)."""
@@ -515,8 +458,7 @@ class TypedRadixTree:
         check_tree(self, held)
 
 
-def _concat(lists: Iterator[list[int | None]]) -> list[int | None]:
-    out: list[int | None] = []
-    for lst in lists:
-        out.extend(lst)
-    return out
+def _set_flags(flags: bytearray, pages: Sequence[int | None], value: int) -> None:
+    for p in pages:
+        if p is not None:
+            flags[p] = value
