@@ -133,11 +133,12 @@ class SmallPageAllocator:
         lp = self._open.get(owner)
         if lp is not None and self._free_in[lp]:
             self._take(lp, num_pages, out)
+        k, pool = self.pages_per_large, self.pool
         while len(out) < num_pages:
-            self._take(self._next_source(owner), num_pages - len(out), out)
-        used = self._used
-        for p in out:
-            used[p] = 1
+            if num_pages - len(out) >= k and not self._avail and len(pool.free) > pool.low_water:
+                self._take_whole(out)  # bulk prefill: whole large pages, no free lists
+            else:
+                self._take(self._next_source(owner), num_pages - len(out), out)
         self.pages_used += num_pages
         return out
 
@@ -154,9 +155,9 @@ class SmallPageAllocator:
                 self.pages_free_in_carved -= 1
                 if not slots:
                     del self._open_avail[lp]
+                used[page] = 1
             else:
                 page = self._take(self._next_source(owner), 1, [])
-            used[page] = 1
             out.append(page)
         self.pages_used += len(owners)
         return out
@@ -229,18 +230,28 @@ class SmallPageAllocator:
         return lp
 
     def _take(self, lp: int, want: int, out: list[int]) -> int:
-        """Move up to `want` (>= 1) of `lp`'s free slots, lowest first, to `out`; returns the last one."""
-        slots = self._free_in[lp]
+        """Allocate up to `want` (>= 1) of `lp`'s free slots, lowest first, into `out`; returns the last."""
+        slots, used = self._free_in[lp], self._used
         n = min(want, len(slots))
         chunk = slots[len(slots) - n:]
         del slots[len(slots) - n:]
         chunk.reverse()
+        for p in chunk:
+            used[p] = 1
         out.extend(chunk)
         self.pages_free_in_carved -= n
         if not slots:
             self._avail.pop(lp, None)
             self._open_avail.pop(lp, None)
         return chunk[-1]
+
+    def _take_whole(self, out: list[int]) -> None:
+        """Carve a free large page and allocate all its small pages into `out` (its free list stays empty)."""
+        lp, k = self.pool.free.pop(), self.pages_per_large
+        self.pool.carver[lp] = self.type_index
+        self._free_in[lp] = []
+        self._used[lp * k:lp * k + k] = b"\x01" * k
+        out.extend(range(lp * k, lp * k + k))
 
     def _carve(self) -> int:
         lp = self.pool.free.pop()
