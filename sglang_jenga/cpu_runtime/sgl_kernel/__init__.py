@@ -5,8 +5,8 @@ ImportError at `from sgl_kernel import name`, which is what sglang's optional-ke
 (`try: from sgl_kernel import x except ImportError`) expect. No `torch.ops.sgl_kernel` op is
 registered: sglang probes that namespace with hasattr and then calls what it finds.
 
-Each function keeps the signature of sgl-kernel's CPU wrapper of the same name (sgl-kernel/python
-and csrc/cpu/spec.cpp, kvcache.cpp upstream) and the semantics of the sglang Triton kernel it
+Each function keeps the signature of sgl-kernel's CPU wrapper of the same name (upstream
+sgl-kernel/python/sgl_kernel and csrc/cpu/) and the semantics of the sglang Triton kernel it
 names in its docstring; the names are those sglang 0.5.23 imports when `SGLANG_USE_CPU_ENGINE=1`.
 Imports are relative so the package works under both of its names (`sgl_kernel` via the finder,
 `sglang_jenga.cpu_runtime.sgl_kernel` directly).
