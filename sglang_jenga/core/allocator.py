@@ -16,6 +16,8 @@ is paid once per k pages); no scan over all pages. `free` and `alloc` are atomic
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -135,8 +137,9 @@ class SmallPageAllocator:
             self._take(lp, num_pages, out)
         k, pool = self.pages_per_large, self.pool
         while len(out) < num_pages:
-            if num_pages - len(out) >= k and not self._avail and len(pool.free) > pool.low_water:
-                self._take_whole(out)  # bulk prefill: whole large pages, no free lists
+            whole = min((num_pages - len(out)) // k, len(pool.free) - pool.low_water)
+            if whole > 0 and not self._avail:
+                self._take_whole(whole, out)  # bulk prefill: whole large pages, no free lists
             else:
                 self._take(self._next_source(owner), num_pages - len(out), out)
         self.pages_used += num_pages
@@ -147,18 +150,19 @@ class SmallPageAllocator:
         if len(owners) > self.available():
             raise OutOfPagesError(self.name, len(owners), self.available())
         out: list[int] = []
-        used, open_, free_in = self._used, self._open, self._free_in
+        used, open_, free_in, open_avail, fast = self._used, self._open, self._free_in, self._open_avail, 0
         for owner in owners:
             lp = open_.get(owner)
             if lp is not None and (slots := free_in[lp]):
                 page = slots.pop()
-                self.pages_free_in_carved -= 1
+                fast += 1
                 if not slots:
-                    del self._open_avail[lp]
+                    del open_avail[lp]
                 used[page] = 1
             else:
                 page = self._take(self._next_source(owner), 1, [])
             out.append(page)
+        self.pages_free_in_carved -= fast
         self.pages_used += len(owners)
         return out
 
@@ -168,6 +172,8 @@ class SmallPageAllocator:
         pages = list(pages)
         self._mark_freeing(pages)
         k, before = self.pages_per_large, len(self.pool.free)
+        if len(pages) >= k:
+            pages = self._free_whole_large(pages)
         for p in pages:
             self._used[p] = 0
             lp = p // k
@@ -245,13 +251,37 @@ class SmallPageAllocator:
             self._open_avail.pop(lp, None)
         return chunk[-1]
 
-    def _take_whole(self, out: list[int]) -> None:
-        """Carve a free large page and allocate all its small pages into `out` (its free list stays empty)."""
-        lp, k = self.pool.free.pop(), self.pages_per_large
-        self.pool.carver[lp] = self.type_index
-        self._free_in[lp] = []
-        self._used[lp * k:lp * k + k] = b"\x01" * k
-        out.extend(range(lp * k, lp * k + k))
+    def _take_whole(self, count: int, out: list[int]) -> None:
+        """Carve `count` free large pages and allocate all their small pages into `out` (no free lists)."""
+        free, carver, k = self.pool.free, self.pool.carver, self.pages_per_large
+        free_in, used = self._free_in, self._used
+        lps = free[len(free) - count:]
+        del free[len(free) - count:]
+        ones = b"\x01" * k
+        for lp in reversed(lps):
+            carver[lp] = self.type_index
+            free_in[lp] = []
+            used[lp * k:lp * k + k] = ones
+            out.extend(range(lp * k, lp * k + k))
+
+    def _free_whole_large(self, pages: list[int]) -> list[int]:
+        """Bulk free: return every large page all of whose used pages are in `pages` (marked 2) to the pool
+        at once; the pages of the other large pages are returned for the per-page path."""
+        k, free_in = self.pages_per_large, self._free_in
+        counts = Counter(map(k.__rfloordiv__, pages))
+        whole = [lp for lp, c in counts.items() if c + len(free_in[lp]) == k]
+        zeros, used, freed_used, freed_holes = bytes(k), self._used, 0, 0
+        for lp in whole:
+            holes = len(free_in.pop(lp))
+            freed_used, freed_holes = freed_used + k - holes, freed_holes + holes
+            used[lp * k:lp * k + k] = zeros
+            self._forget(lp)
+        self.pages_used -= freed_used
+        self.pages_free_in_carved -= freed_holes
+        if len(whole) == len(counts):
+            return []
+        gone = set(whole)
+        return [p for p in pages if p // k not in gone]
 
     def _carve(self) -> int:
         lp = self.pool.free.pop()
@@ -262,13 +292,18 @@ class SmallPageAllocator:
         return lp
 
     def _uncarve(self, lp: int) -> None:
+        """Return a large page whose small pages are all free (its free list holds all k) to the pool."""
         del self._free_in[lp]
+        self.pages_free_in_carved -= self.pages_per_large
+        self._forget(lp)
+
+    def _forget(self, lp: int) -> None:
+        """Drop `lp` from the hole/open bookkeeping and push it on the pool's free list."""
         self._avail.pop(lp, None)
         self._open_avail.pop(lp, None)
         owner = self._opener.pop(lp, None)
         if owner is not None:
             del self._open[owner]
-        self.pages_free_in_carved -= self.pages_per_large
         self.pool.carver[lp] = None
         self.pool.free.append(lp)
 
@@ -282,14 +317,18 @@ class SmallPageAllocator:
     def _mark_freeing(self, pages: list[int]) -> None:
         """Validate before mutating: every page allocated and listed once (marks 1 -> 2, rolled back on
         error)."""
-        used = self._used
-        n = len(used)
-        for i, p in enumerate(pages):
-            if not (0 <= p < n) or used[p] != 1:
-                for q in pages[:i]:
-                    used[q] = 1
-                raise ValueError(f"{self.name}: page {p} is not allocated (or freed twice in one call)")
-            used[p] = 2
+        used, done = self._used, 0
+        if not pages or min(pages) >= 0:
+            with contextlib.suppress(IndexError):
+                for p in pages:
+                    if used[p] != 1:
+                        break
+                    used[p] = 2
+                    done += 1
+        if done != len(pages):
+            for q in pages[:done]:
+                used[q] = 1
+            raise ValueError(f"{self.name}: page {pages[done]} is not allocated (or freed twice in one call)")
 
 
 class TwoLevelAllocator:

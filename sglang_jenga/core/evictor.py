@@ -248,9 +248,12 @@ class Evictor:
             if unit not in seen and self._valid(entry):
                 seen.add(unit)
                 group.append(entry)
-        best = 0
-        if len(group) > 1:
-            best = max(range(len(group)), key=lambda i: (self._whole_large(group[i]), -i))
+        removed = {e[4] for e in group if e[2] == REMOVE}
+        # a drop is dominated by its own node's removal (which frees a superset): only score the rest
+        candidates = [i for i, e in enumerate(group) if e[2] == REMOVE or e[4] not in removed]
+        best = candidates[0]
+        if len(candidates) > 1:
+            best = max(candidates, key=lambda i: (self._whole_large(group[i]), -i))
         for i, entry in enumerate(group):
             if i != best:
                 heapq.heappush(heap, entry)

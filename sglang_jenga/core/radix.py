@@ -126,9 +126,10 @@ class TypedRadixTree:
     def _best_hit(self, entries: list[list[int | None]], limit: int) -> int:
         """Largest h <= limit every policy can serve (fixpoint of the per-type max_hit)."""
         h = limit
+        types = [t for t in self.aligned if not self.policies[t].leaf_only]  # leaf-only lists have no holes
         while True:
             start = h
-            for t in self.aligned:
+            for t in types:
                 h = self.policies[t].max_hit(entries[t], h)
             if h == start:
                 return h
@@ -209,34 +210,50 @@ class TypedRadixTree:
 
     def _validate_insert(self, args: list[list[int | None]], path: list[Node], matched: int,
                          root: Node | None) -> None:
-        entries = self._entries(path, matched)
-        for t in self.aligned:
-            mine, theirs = args[t], entries[t]
-            if self.policies[t].leaf_only and None in mine[matched:]:
-                raise ValueError(f"{self.names[t]}: every new page must be given")
-            new = [p for p in mine[matched:] if p is not None]
-            if mine[:matched] != theirs:
-                new += [p for p, q in zip(mine[:matched], theirs, strict=True) if p is not None and p != q]
-            self._check_new_pages(t, new)
-        for t in self.request:
-            have = set(root.req_pages[t]) if root is not None and root.req_pages is not None else set()
-            self._check_new_pages(t, [p for p in args[t] if p is not None and p not in have])
+        """Check the caller's pages and claim (flag as cached) the ones the tree will adopt; on ValueError
+        every claim is rolled back. Duplicates (to be freed) are checked, not claimed. O(pages)."""
+        entries, claimed = self._entries(path, matched), list[tuple[int, list[int]]]()
+        try:
+            for t in self.aligned:
+                mine, theirs = args[t], entries[t]
+                if self.policies[t].leaf_only and None in mine[matched:]:
+                    raise ValueError(f"{self.names[t]}: every new page must be given")
+                adopt, dups = [p for p in mine[matched:] if p is not None], list[int]()
+                if mine[:matched] != theirs:
+                    for p, q in zip(mine[:matched], theirs, strict=True):
+                        if p is not None and p != q:
+                            (adopt if q is None else dups).append(p)
+                self._check_pages(t, adopt, claim=True)
+                claimed.append((t, adopt))
+                self._check_pages(t, dups, claim=False)
+            for t in self.request:
+                have = root.req_pages[t] if root is not None and root.req_pages is not None else []
+                have_set = set(have)
+                new = [p for p in args[t] if p is not None and p not in have_set]
+                self._check_pages(t, new, claim=not have)
+                claimed.append((t, new if not have else []))
+        except ValueError:
+            for t, pages in claimed:
+                _set_flags(self._cached[t], pages, 0)
+            raise
 
-    def _check_new_pages(self, t: int, pages: list[int]) -> None:
-        """Pages the tree is about to take must be in range, allocated, listed once and not cached yet.
-        Raises ValueError; leaves no trace (repeats are found by marking flags 2 and unmarking). O(len)."""
-        used, cached, marked = self.allocator.types[t].used_flags, self._cached[t], 0
+    def _check_pages(self, t: int, pages: list[int], claim: bool) -> None:
+        """Pages must be in range, allocated, listed once and not cached yet; with `claim` they are flagged as
+        cached, else left untouched (repeats are found by marking 2 and unmarking). Raises ValueError, leaving
+        no flag of `pages` set. O(len)."""
+        used, cached, done = self.allocator.types[t].used_flags, self._cached[t], 0
         if pages and min(pages) < 0:
             raise ValueError(f"{self.names[t]}: negative page id")
+        mark = 1 if claim else 2
         with contextlib.suppress(IndexError):
             for p in pages:
                 if cached[p] or used[p] != 1:
                     break
-                cached[p] = 2
-                marked += 1
-        for p in pages[:marked]:
-            cached[p] = 0
-        if marked != len(pages):
+                cached[p] = mark
+                done += 1
+        if done != len(pages) or not claim:
+            _set_flags(cached, pages[:done], 0)
+        if done != len(pages):
             raise ValueError(f"{self.names[t]}: a page is unallocated, repeated or cached elsewhere")
 
     def _reconcile(self, path: list[Node], args: list[list[int | None]], dups: list[list[int]],
@@ -259,9 +276,8 @@ class TypedRadixTree:
             pos += k
 
     def _adopt(self, node: Node, t: int, j: int, page: int, now: int) -> None:
-        node.pages[t][j] = page
+        node.pages[t][j] = page  # flagged as cached by _validate_insert
         node.held[t] += 1
-        self._cached[t][page] = 1
         self.cached_pages[t] += 1
         if node.lock[t]:
             self.locked_pages[t] += 1
@@ -277,11 +293,11 @@ class TypedRadixTree:
             if not mine or mine == have:
                 continue
             if have:
-                dups[t].extend(p for p in mine if p not in set(have))
+                have_set = set(have)
+                dups[t].extend(p for p in mine if p not in have_set)
                 continue
-            root.req_pages[t] = list(mine)
+            root.req_pages[t] = list(mine)  # flagged as cached by _validate_insert
             root.held[t] = len(mine)
-            _set_flags(self._cached[t], mine, 1)
             self.cached_pages[t] += len(mine)
             self.locked_pages[t] += len(mine) if root.lock[t] else 0
             root.time[t] = now
@@ -291,9 +307,8 @@ class TypedRadixTree:
         node = self._new_node(parent, parent.extra_key, toks[matched * self.P:], matched * self.P)
         parent.children[self._key(node.tokens, 0)] = node
         for t in self.aligned:
-            node.pages[t] = lst = args[t][matched:]
+            node.pages[t] = lst = args[t][matched:]  # flagged as cached by _validate_insert
             node.held[t] = len(lst) - lst.count(None)
-            _set_flags(self._cached[t], lst, 1)
             self.cached_pages[t] += node.held[t]
             node.time[t] = now
             self.evictor.push_partial(node, t)
