@@ -95,6 +95,23 @@ class TreeMachine(RuleBasedStateMachine):
         assert hit.hit_tokens <= len(seq) and hit.hit_tokens % self.P == 0
         assert hit.node is None or hit.node.end == hit.hit_tokens
 
+    @rule(seq=SEQS, key=KEYS, data=st.data())
+    def bad_insert(self, seq: list[int], key: str | None, data: st.DataObject) -> None:
+        """Inserting a page the tree already caches, or one never allocated, raises and changes nothing."""
+        cached = [p for node in self.tree.iter_nodes() for p in node.present(0)]
+        free = [p for p in range(self.alloc.types[0].num_pages) if not self.alloc.types[0].is_used(p)][:4]
+        bad = data.draw(st.sampled_from(cached + free)) if cached + free else -1
+        n = len(seq) // self.P
+        pages = {name: [None] * n for name in self.tree.names if name != "cross"}
+        pages["full"] = [bad] + [None] * (n - 1) if n else []
+        before = self.tree.stats()
+        try:
+            self.tree.insert(seq[:n * self.P], pages, key)
+        except ValueError:
+            assert self.tree.stats() == before
+            return
+        assert n == 0 or self.tree.match(seq[:n * self.P], key).hit_tokens >= 0
+
     @rule(num_bytes=st.integers(0, 64))
     def evict(self, num_bytes: int) -> None:
         before = self.alloc.stats().bytes_used
