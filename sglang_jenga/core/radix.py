@@ -190,7 +190,8 @@ class TypedRadixTree:
             if d:
                 self.allocator.types[t].free(d)
         self._touch(last, npages, now)
-        self.evictor.mark_dirty(last)
+        if not self._end_servable(last):
+            self.evictor.mark_dirty(last)  # its tail may be zero-value: checked at the next evict/prune
         freed = {self.names[t]: d for t, d in enumerate(dups) if d}
         return InsertResult(last, (npages - matched) * self.P, freed)
 
@@ -313,6 +314,17 @@ class TypedRadixTree:
             node.time[t] = now
             self.evictor.push_partial(node, t)
         return node
+
+    def _end_servable(self, node: Node) -> bool:
+        """Cheap sufficient check that a hit at `node`'s end is servable from `node`'s own pages."""
+        s, e = node.start // self.P, node.end // self.P
+        for t in self.aligned:
+            need = self.policies[t].needed_pages(e)
+            if self.policies[t].leaf_only or not need:
+                continue
+            if need.start < s or None in node.pages[t][need.start - s:]:
+                return False
+        return True
 
     # -------------------------------------------------------------------------------------- node structure
     def _tick(self) -> int:
