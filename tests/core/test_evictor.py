@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import assert_free_pool, cross, full, make_tree, mamba, states_at, swa, toks
+from conftest import assert_free_pool, chunked, cross, full, make_tree, mamba, states_at, swa, toks
 
 
 def _insert(alloc, tree, seq, owner, names=("full", "swa"), key=None):
@@ -54,6 +54,19 @@ def test_out_of_window_pages_go_before_full_pages() -> None:
     assert tree.evict(1).pages == {"swa": p1["swa"]}
     assert tree.match(toks(10)).hit_tokens == 10
     assert tree.match(toks(6) + [1]).hit_tokens == 0  # the shorter prefix lost its window
+    tree.check_integrity({})
+
+
+def test_finished_chunks_go_before_full_pages() -> None:
+    alloc, tree = make_tree(full(), chunked(4))
+    p1 = _insert(alloc, tree, toks(8), 1, names=("full", "chunked"))  # node [0,8): chunks [0,4) and [4,8)
+    f2, c2 = alloc.alloc("full", 4, 2), alloc.alloc("chunked", 4, 2)
+    tree.insert(toks(12), {"full": [None] * 8 + f2, "chunked": [None] * 8 + c2})
+    tree.match(toks(12))  # the hit at 12 needs only the chunk [8,12)
+    assert tree.evict(1).pages == {"chunked": p1["chunked"]}
+    assert tree.match(toks(12)).hit_tokens == 12
+    assert tree.match(toks(8) + [1]).hit_tokens == 8  # a chunk boundary needs no chunked pages
+    assert tree.match(toks(6) + [1]).hit_tokens == 4  # 6 needs [4,6): gone, so back to the boundary at 4
     tree.check_integrity({})
 
 
