@@ -170,7 +170,9 @@ MLLAMA_IMAGE_SIZE = 56
 MLLAMA_PATCH_SIZE = 14
 MLLAMA_MAX_TILES = 4
 MLLAMA_VISION_HIDDEN = 64
-MLLAMA_VISION_LAYERS = 2
+MLLAMA_VISION_LAYERS = 3
+# Inputs of vision layers 0 and 1 are concatenated to the output: 64 x (1 + 2) = 192 features. The last
+# layer's index must stay out of this list: sglang then also appends the final output (HF does not).
 MLLAMA_INTERMEDIATE_LAYERS = [0, 1]
 
 
