@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import assert_free_pool, chunked, cross, full, make_tree, mamba, states_at, swa, toks
+from corekit import assert_free_pool, chunked, cross, full, make_tree, mamba, states_at, swa, toks
 
 
 def _insert(alloc, tree, seq, owner, names=("full", "swa"), key=None):

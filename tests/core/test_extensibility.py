@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from conftest import assert_free_pool, full, make_model
+from corekit import assert_free_pool, full, make_model
 
 from sglang_jenga.core import (
     AttentionSpec,

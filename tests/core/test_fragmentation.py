@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from conftest import full, make_tree, mamba, swa
+from corekit import full, make_tree, mamba, swa
 
 from sglang_jenga.core import LockHandle, OutOfPagesError, TwoLevelAllocator, TypedRadixTree
 

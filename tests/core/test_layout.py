@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import full, make_model, mamba, swa
+from corekit import full, make_model, mamba, swa
 
 from sglang_jenga.core import (
     MODELS,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import chunked, cross, full, mamba, swa
+from corekit import chunked, cross, full, mamba, swa
 
 from sglang_jenga.core import make_policy
 

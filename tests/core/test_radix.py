@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import chunked, cross, flat, full, make_tree, mamba, states_at, swa, toks
+from corekit import chunked, cross, flat, full, make_tree, mamba, states_at, swa, toks
 
 
 def test_insert_then_match_full_and_window() -> None:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from sglang_jenga.server import Server
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-if str(EXAMPLES) not in sys.path:
-    sys.path.insert(0, str(EXAMPLES))
 
 # Every tiny server: random weights, a small KV budget, a fixed seed.
 TINY_ARGS = ("--load-format", "dummy", "--random-seed", "0", "--log-level", "info")
