@@ -155,7 +155,12 @@ class Server:
     def post(self, path: str, payload: dict[str, Any] | None = None, **kw: Any) -> Any:
         r = requests.post(self.url + path, json=payload, timeout=kw.pop("timeout", 300), **kw)
         r.raise_for_status()
-        return r.json() if r.content else None
+        if not r.content:
+            return None
+        try:
+            return r.json()
+        except ValueError:
+            return r.text
 
     def generate(self, text: str | list[int], max_new_tokens: int = 16, **sampling: Any) -> dict[str, Any]:
         """Greedy (temperature 0 unless given) /generate; text or input_ids."""

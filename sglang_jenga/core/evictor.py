@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
 from .nodes import EvictResult, FreedPages, Node
@@ -84,6 +84,12 @@ class Evictor:
         (free slots of that type + whole free large pages), or nothing evictable is left."""
         alloc = self.tree.allocator.of(name)
         return self._evict_until(lambda freed: alloc.available() >= num_pages)
+
+    def evict_until(self, done: Callable[[Sequence[int]], bool]) -> EvictResult:
+        """Evict (same order as `evict`) until `done(pages_freed_per_type)` holds or nothing evictable is
+        left; `done` sees the number of small pages freed so far per type (layout order), and may also read
+        the allocator (e.g. to stop once a joint allocation of several types fits)."""
+        return self._evict_until(lambda freed: done([len(p) for p in freed.pages]))
 
     def _evict_until(self, done: Callable[[FreedPages], bool]) -> EvictResult:
         freed = FreedPages(len(self.tree.names))

@@ -24,7 +24,7 @@ Costs: match and insert O(key length + depth * types); lock/unlock O(depth * typ
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import cast
 
 from .allocator import TwoLevelAllocator
@@ -456,6 +456,10 @@ class TypedRadixTree:
     def evict_for(self, name: str, num_pages: int) -> EvictResult:
         """Evict until `num_pages` pages of type `name` can be allocated (see evictor.Evictor.evict_for)."""
         return self.evictor.evict_for(name, num_pages)
+
+    def evict_until(self, done: Callable[[Sequence[int]], bool]) -> EvictResult:
+        """Evict until `done(pages freed per type)` holds (see evictor.Evictor.evict_until)."""
+        return self.evictor.evict_until(done)
 
     def prune(self) -> EvictResult:
         """Free only pages that can no longer contribute to any hit (see evictor.Evictor.prune)."""

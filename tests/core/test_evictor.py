@@ -146,3 +146,21 @@ def test_locked_pages_survive_evict_everything() -> None:
     tree.unlock(handle)
     assert tree.evict(10**9).pages == {"full": a["full"], "swa": a["swa"]}
     assert_free_pool(alloc)
+
+
+def test_evict_until_stops_when_the_predicate_holds() -> None:
+    """`evict_until` sees pages freed per type and stops as soon as its predicate holds."""
+    alloc, tree = make_tree(full())
+    for base in (0, 100, 200):
+        tree.insert(toks(4, base), {"full": alloc.alloc("full", 4, owner=base)})
+    seen: list[list[int]] = []
+
+    def done(freed: list[int]) -> bool:
+        seen.append(list(freed))
+        return freed[0] >= 5
+
+    result = tree.evict_until(done)
+    assert len(result.pages["full"]) == 8  # whole leaves go: 4 + 4 >= 5
+    assert seen[0] == [0] and seen[-1] == [8]
+    assert tree.evict_until(lambda freed: True).bytes_freed == 0
+    alloc.check_integrity()

@@ -11,9 +11,13 @@ from sglang_jenga.server import Server
 TINY_ARGS = ("--load-format", "dummy", "--random-seed", "0", "--log-level", "info")
 
 
+# Dummy weights wide enough that outputs depend on the KV cache (see sglang_jenga.plugin).
+TINY_ENV = {"SGLANG_JENGA_DUMMY_WEIGHT_RANGE": "0.2"}
+
+
 def start(model_path: Path, *args: str, max_total_tokens: int = 4096) -> Server:
     """A started server (the caller stops it) with the tiny-model flags."""
-    server = Server(model_path, *TINY_ARGS, "--max-total-tokens", str(max_total_tokens), *args)
+    server = Server(model_path, *TINY_ARGS, "--max-total-tokens", str(max_total_tokens), *args, env=TINY_ENV)
     try:
         return server.start()
     except BaseException:

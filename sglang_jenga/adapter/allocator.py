@@ -1,0 +1,291 @@
+"""sglang token allocators backed by the jenga core's two-level allocator.
+
+sglang hands out *slots* (one token of one layer type's pool). Here a slot is a core small page
+(one token per page) shifted by the reserved large page (see buffer.py). Two allocators:
+
+- `JengaTokenAllocator` (one attention type): sglang's `TokenToKVPoolAllocator`.
+- `JengaSWAAllocator` (full + sliding-window types): sglang's `SWATokenToKVPoolAllocator`, so the
+  scheduler's hybrid-SWA paths (window release, SWA-aware tree cache, `SharedSWAPrefillBudget`)
+  run unchanged. Both types come out of the same large pages, so "available" is a joint question:
+  `can_alloc({"full": a, "swa": b})` asks whether both fit at once, counting each type's free
+  slots in large pages it already carved plus the free large pages they would share.
+
+Frees requested inside `free_group_begin/end` are held until the group ends, as sglang expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from sglang_jenga.adapter.buffer import JengaBuffer
+from sglang_jenga.adapter.compat import sglang_classes
+from sglang_jenga.core import OutOfPagesError
+
+_sgl = sglang_classes()
+_OWNER = 0  # every request shares one placement owner (P = 1: placement barely matters)
+
+
+class TypeSlots:
+    """One layer type's slots, shaped like the sub-allocators sglang reads off an SWA allocator."""
+
+    page_size = 1
+    free_pages = None
+    release_pages = None
+    debug_mode = False
+
+    def __init__(self, jenga: JengaBuffer, name: str) -> None:
+        self.jenga, self.name = jenga, name
+        self.size = jenga.allocator.of(name).num_pages
+
+    def available_size(self) -> int:
+        return self.jenga.allocator.of(self.name).available()
+
+    def used(self) -> int:
+        return self.jenga.allocator.of(self.name).pages_used
+
+    def alloc(self, n: int) -> torch.Tensor:
+        """`n` slots; raises OutOfPagesError, allocating nothing, when they do not fit."""
+        return self.jenga.to_slots(self.name, self.jenga.allocator.alloc(self.name, n, _OWNER))
+
+    def free(self, slots: torch.Tensor) -> None:
+        if slots.numel():
+            self.jenga.allocator.free(self.name, self.jenga.to_pages(self.name, slots))
+
+
+def can_alloc(jenga: JengaBuffer, demand: Mapping[str, int]) -> bool:
+    """Whether `demand` (pages per type) can be allocated at once from the shared pool. O(types).
+
+    Each type first uses its free slots inside large pages it has carved; the rest needs whole free
+    large pages, `ceil(rest / pages_per_large)` of them per type, which all types share.
+    """
+    alloc, large = jenga.allocator, 0
+    for name, pages in demand.items():
+        small = alloc.of(name)
+        rest = pages - small.pages_free_in_carved
+        if rest > 0:
+            large += -(-rest // small.pages_per_large)
+    return large <= alloc.large_pages_free
+
+
+def joint_available(jenga: JengaBuffer, names: tuple[str, ...]) -> int:
+    """Largest n such that n pages of every type in `names` fit at once (binary search)."""
+    lo, hi = 0, min(jenga.allocator.of(n).available() for n in names)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if can_alloc(jenga, dict.fromkeys(names, mid)):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class JengaTokenAllocator(_sgl.TokenToKVPoolAllocator):
+    """One attention type (e.g. a full-attention-only model): slots of type "full"."""
+
+    def __init__(self, jenga: JengaBuffer, kvcache: Any, dtype: torch.dtype, device: str) -> None:
+        self.jenga = jenga
+        self.slots = TypeSlots(jenga, "full")
+        _sgl.BaseTokenToKVPoolAllocator.__init__(self, self.slots.size, 1, dtype, device, kvcache, False)
+
+    def clear(self) -> None:
+        self.free_group = None
+        self.jenga.clear()
+
+    def available_size(self) -> int:
+        return self.slots.available_size()
+
+    def alloc(self, need_size: int) -> torch.Tensor | None:
+        try:
+            return self.slots.alloc(need_size)
+        except OutOfPagesError:
+            return None
+
+    def free(self, free_index: torch.Tensor) -> None:
+        if free_index.numel() == 0:
+            return
+        if self.free_group is not None:
+            self.free_group.append(self._copy_for_free_group(free_index))
+        else:
+            self.slots.free(free_index)
+
+    def get_all_free_pages(self) -> None:
+        return None
+
+
+class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
+    """Full + sliding-window types from one pool; `full_to_swa_index_mapping` pairs their slots."""
+
+    _swa_req_ring = False
+
+    @property
+    def size(self) -> int:
+        return self._size_full
+
+    @size.setter
+    def size(self, value: int) -> None:  # BaseTokenToKVPoolAllocator.__init__ assigns it
+        pass
+
+    def __init__(self, jenga: JengaBuffer, kvcache: Any, dtype: torch.dtype, device: str) -> None:
+        self.jenga = jenga
+        self.full_attn_allocator = TypeSlots(jenga, "full")
+        self.swa_attn_allocator = TypeSlots(jenga, "swa")
+        self._size_full = self.full_attn_allocator.size
+        self._size_swa = self.swa_attn_allocator.size
+        _sgl.BaseTokenToKVPoolAllocator.__init__(self, self._size_full, 1, dtype, device, kvcache, False)
+        self._swa_ring_cost = 0
+        self._req_to_token_pool = None
+        self.need_sort = False
+        # Trailing -1: a last_loc of -1 maps to -1 (sglang's convention).
+        full_rows, swa_rows = jenga.num_rows("full"), jenga.num_rows("swa")
+        self.full_to_swa_index_mapping = torch.zeros(full_rows + 1, dtype=torch.int64, device=device)
+        self.full_to_swa_index_mapping[-1] = -1
+        self.swa_to_full = torch.zeros(swa_rows, dtype=torch.int64, device=device)
+        self.swa_free_group: list[torch.Tensor] = []
+        self.swa_page_ids_group: list[torch.Tensor] = []
+        self._kvcache.register_mapping(self.full_to_swa_index_mapping)
+
+    # -- capacity -----------------------------------------------------------------------------
+    def full_available_size(self) -> int:
+        return self.full_attn_allocator.available_size()
+
+    def swa_available_size(self) -> int:
+        return self.swa_attn_allocator.available_size()
+
+    def available_size(self) -> int:
+        """Tokens that fit with both their full and their sliding-window slot."""
+        return joint_available(self.jenga, ("full", "swa"))
+
+    def swa_capacity_and_available(self, *, full_capacity: int, swa_capacity: int) -> tuple:
+        """Capacity of a type = what it holds + what it could take now (the pool is shared, so the
+        static capacities sglang passes in do not apply)."""
+        full_av, swa_av = self.full_available_size(), self.swa_available_size()
+        return (
+            (self.full_attn_allocator.used() + full_av, full_av),
+            (self.swa_attn_allocator.used() + swa_av, swa_av),
+        )
+
+    def new_pages_available(self, num_full_pages: int, num_swa_pages: int) -> bool:
+        return can_alloc(self.jenga, {"full": num_full_pages, "swa": num_swa_pages})
+
+    def can_reserve(
+        self, full_tokens: float, swa_tokens: float, *, full_evictable_tokens: int = 0,
+        swa_evictable_tokens: int = 0, empty_pool: bool = False, require_token_slack: bool = False,
+    ) -> bool:
+        """Whether pending full/SWA demand fits the shared pool after evicting what the tree could give
+        back (evicted pages of a type serve that type). `empty_pool` asks about an empty pool."""
+        if full_tokens < 0 or swa_tokens < 0:
+            return False
+        full, swa = int(-(-full_tokens // 1)), int(-(-swa_tokens // 1))
+        if require_token_slack and (full >= self._size_full or swa >= self._size_swa):
+            return False
+        if empty_pool:
+            return self.jenga.fits_empty({"full": full, "swa": swa})
+        return can_alloc(self.jenga, {"full": max(0, full - full_evictable_tokens),
+                                      "swa": max(0, swa - swa_evictable_tokens)})
+
+    def create_prefill_budget(self, tree_cache: Any, *, num_mixed_decode_tokens: int = 0) -> Any:
+        return _sgl.SharedSWAPrefillBudget(self, tree_cache, num_mixed_decode_tokens=num_mixed_decode_tokens)
+
+    def evict_to_free_tokens(self, tree_cache: Any, num_tokens: int, swa_num_tokens: int | None = None) -> bool:
+        """Evict from the tree until `num_tokens` full and `swa_num_tokens` (default: as many) SWA slots
+        can be allocated together. Returns whether they can."""
+        demand = {"full": num_tokens, "swa": num_tokens if swa_num_tokens is None else swa_num_tokens}
+        if not can_alloc(self.jenga, demand) and tree_cache is not None and tree_cache.supports_prefix_sharing():
+            tree_cache.evict_until_allocatable(demand)
+        return can_alloc(self.jenga, demand)
+
+    def check_decode_capacity(self, *, num_tokens: int, tree_cache: Any, requests: Any = None,
+                              spec_algorithm: Any = None) -> bool:
+        return self.evict_to_free_tokens(tree_cache, num_tokens)
+
+    # -- alloc / free ---------------------------------------------------------------------------
+    def alloc(self, need_size: int) -> torch.Tensor | None:
+        if not can_alloc(self.jenga, {"full": need_size, "swa": need_size}):
+            return None
+        full = self.full_attn_allocator.alloc(need_size)
+        swa = self.swa_attn_allocator.alloc(need_size)
+        self.set_full_to_swa_mapping(full, swa)
+        return full
+
+    def set_full_to_swa_mapping(self, full_indices: torch.Tensor, swa_indices: torch.Tensor) -> None:
+        if full_indices.numel():
+            self.full_to_swa_index_mapping[full_indices.long()] = swa_indices.long()
+            self.swa_to_full[swa_indices.long()] = full_indices.long()
+
+    def free(self, free_index: torch.Tensor) -> None:
+        if free_index.numel():
+            self.free_swa(free_index)
+            self.free_full(free_index)
+
+    def free_segment(self, free_index: torch.Tensor, *, start_pos: int) -> None:
+        self.free(free_index)
+
+    def free_swa(self, free_index: torch.Tensor) -> None:
+        """Free the SWA peers of full slots `free_index` (those still paired) and unpair them."""
+        if free_index.numel() == 0:
+            return
+        full = free_index.long()
+        swa = self.full_to_swa_index_mapping[full]
+        swa = swa[swa > 0]
+        self.full_to_swa_index_mapping[full] = 0
+        if self.free_group is not None:
+            self.swa_free_group.append(swa.clone())
+        else:
+            self.swa_attn_allocator.free(swa)
+
+    def free_swa_segment(self, free_index: torch.Tensor, *, start_pos: int) -> None:
+        self.free_swa(free_index)
+
+    def free_full(self, free_index: torch.Tensor) -> None:
+        if free_index.numel() == 0:
+            return
+        if self.free_group is not None:
+            self.free_group.append(self._copy_for_free_group(free_index))
+        else:
+            self.full_attn_allocator.free(free_index)
+
+    def free_full_segment(self, free_index: torch.Tensor, *, start_pos: int) -> None:
+        self.free_full(free_index)
+
+    def free_group_begin(self) -> None:
+        _sgl.BaseTokenToKVPoolAllocator.free_group_begin(self)
+        self.swa_free_group = []
+
+    def free_group_end(self) -> None:
+        full, self.free_group = self.free_group, None
+        swa, self.swa_free_group = self.swa_free_group, []
+        if swa:
+            self.swa_attn_allocator.free(torch.cat(swa))
+        if full:
+            self.full_attn_allocator.free(torch.cat(full))
+
+    def on_tree_freed(self, pages: Mapping[str, list[int]]) -> None:
+        """The tree freed these core pages (eviction, duplicates): unpair their slots."""
+        if pages.get("swa"):
+            swa = self.jenga.to_slots("swa", pages["swa"])
+            full = self.swa_to_full[swa]
+            paired = self.full_to_swa_index_mapping[full] == swa
+            self.full_to_swa_index_mapping[full[paired]] = 0
+        if pages.get("full"):
+            self.full_to_swa_index_mapping[self.jenga.to_slots("full", pages["full"])] = 0
+
+    def clear(self) -> None:
+        self.jenga.clear()
+        self.full_to_swa_index_mapping[:-1].fill_(0)
+        self.swa_to_full.fill_(0)
+        self.free_group = None
+        self.swa_free_group = []
+
+    def resize(self, config: Any) -> None:
+        raise NotImplementedError("the jenga pool is sized once at start-up")
+
+    def get_all_free_pages(self) -> None:
+        return None
+
+    def debug_print(self) -> str:
+        return (f"#jenga full-available: {self.full_available_size()}, "
+                f"#jenga swa-available: {self.swa_available_size()}, "
+                f"#large pages free: {self.jenga.allocator.large_pages_free}")

@@ -1,0 +1,199 @@
+"""Jenga's replacement for sglang's `KVCacheConfigurator.configure`: one buffer, typed pools.
+
+Budget: the bytes sglang's default manager would give the KV cache with the same flags.
+`--max-total-tokens N` means N tokens of the default layout (N tokens in every attention layer;
+for models sglang itself runs with hybrid SWA memory, N full-attention tokens plus
+`N * --swa-full-tokens-ratio` sliding-window tokens); without it, the profiled budget of
+`--mem-fraction-static`. Jenga then fits as many tokens of each type as that byte budget allows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sglang_jenga.adapter.allocator import JengaSWAAllocator, JengaTokenAllocator
+from sglang_jenga.adapter.buffer import JengaBuffer
+from sglang_jenga.adapter.compat import (
+    GEMMA_ARCHITECTURES,
+    build_req_to_token_pool,
+    parallel_sizes,
+    profile_available_bytes,
+    schedule_args,
+    sglang_classes,
+)
+from sglang_jenga.adapter.pool import JengaMHAPool, JengaSWAKVPool
+from sglang_jenga.core import FullAttentionSpec, ModelSpec, SlidingWindowSpec, plan_layout
+
+_sgl = sglang_classes()
+logger = logging.getLogger(__name__)
+_SUPPORTED_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+class UnsupportedModelError(ValueError):
+    """The model or flags cannot run under --memory-manager jenga; the message names what to change."""
+
+
+@dataclass(frozen=True)
+class ModelLayers:
+    """The model's attention layers per jenga type, with the head geometry all of them share."""
+
+    full_layer_ids: list[int]
+    swa_layer_ids: list[int]
+    window: int | None
+    kv_heads: int
+    head_dim: int
+    dtype: torch.dtype
+
+    def model_spec(self, name: str) -> ModelSpec:
+        e = torch.empty((), dtype=self.dtype).element_size()
+        geo = {"kv_heads": self.kv_heads, "head_dim": self.head_dim, "dtype_bytes": e}
+        groups = [(FullAttentionSpec(**geo), len(self.full_layer_ids))]
+        if self.swa_layer_ids:
+            assert self.window is not None
+            groups.append((SlidingWindowSpec(window=self.window, **geo), len(self.swa_layer_ids)))
+        return ModelSpec.of(name, [(s, n) for s, n in groups if n])
+
+
+def describe_layers(kvc: Any) -> ModelLayers:
+    """Read the layer types off sglang's configurator; raise UnsupportedModelError otherwise."""
+    mc, info = kvc.model_config, kvc.layer_info
+    _reject_unsupported(kvc)
+    tp, dcp = parallel_sizes()
+    if info.swa_attention_layer_ids:
+        full, swa, window = list(info.full_attention_layer_ids), list(info.swa_attention_layer_ids), \
+            kvc.sliding_window_size
+    else:
+        full, swa, window = list(range(info.start_layer, info.end_layer)), [], None
+    if not full:
+        raise UnsupportedModelError("--memory-manager jenga needs at least one full-attention layer")
+    return ModelLayers(full, swa, window, mc.get_num_kv_heads(tp, dcp), mc.head_dim, kvc.kv_cache_dtype)
+
+
+def _reject_unsupported(kvc: Any) -> None:
+    mc = kvc.model_config
+    arch = mc.hf_config.architectures[0]
+    problems = []
+    if kvc.is_draft_worker:
+        problems.append("speculative decoding (drop --speculative-algorithm)")
+    if kvc.mambaish_config is not None:
+        problems.append(f"{arch} has Mamba/linear-attention layers (not yet supported)")
+    if kvc.use_mla_backend:
+        problems.append(f"{arch} uses MLA attention (not supported)")
+    if mc.is_encoder_decoder:
+        problems.append(f"{arch} has cross-attention layers (not yet supported)")
+    if kvc.is_hybrid_swa_compress:
+        problems.append(f"{arch} compresses its sliding-window KV (not supported)")
+    if mc.v_head_dim != mc.head_dim:
+        problems.append(f"{arch} has v_head_dim {mc.v_head_dim} != head_dim {mc.head_dim}")
+    if kvc.kv_cache_dtype not in _SUPPORTED_DTYPES:
+        problems.append(f"--kv-cache-dtype {kvc.kv_cache_dtype} (use auto, bfloat16, float16 or float32)")
+    if kvc.page_size != 1:
+        problems.append(f"--page-size {kvc.page_size} (jenga runs with --page-size 1)")
+    if problems:
+        raise UnsupportedModelError(
+            "--memory-manager jenga cannot serve this configuration: " + "; ".join(problems)
+            + ". Change these or run with --memory-manager default."
+        )
+
+
+def budget_bytes(kvc: Any, layers: ModelLayers, pre_model_load_memory: int) -> int:
+    """Bytes of KV the default manager would use with these flags (module docstring)."""
+    e = torch.empty((), dtype=layers.dtype).element_size()
+    cell = 2 * layers.kv_heads * layers.head_dim * e
+    profiled = profile_available_bytes(kvc, pre_model_load_memory)
+    max_tokens, swa_ratio = schedule_args()
+    if max_tokens is None:
+        return profiled
+    arch = kvc.model_config.hf_config.architectures[0]
+    native_hybrid = bool(layers.swa_layer_ids) and arch not in GEMMA_ARCHITECTURES
+    if native_hybrid:
+        wanted = max_tokens * cell * len(layers.full_layer_ids) + int(max_tokens * swa_ratio) * cell * len(
+            layers.swa_layer_ids)
+    else:
+        wanted = max_tokens * cell * (len(layers.full_layer_ids) + len(layers.swa_layer_ids))
+    return min(wanted, profiled)
+
+
+def configure(kvc: Any, pre_model_load_memory: int) -> Any:
+    """Build the jenga buffer, pools, allocator and req_to_token pool; returns KVCacheConfigResult."""
+    layers = describe_layers(kvc)
+    layout = plan_layout(layers.model_spec(kvc.model_config.hf_config.architectures[0]), tokens_per_page=1)
+    budget = budget_bytes(kvc, layers, pre_model_load_memory)
+    num_large = budget // layout.large_page_bytes - 1  # one large page is the reserved padding page
+    if num_large <= 0:
+        raise UnsupportedModelError(
+            f"KV budget of {budget} B is below two large pages of {layout.large_page_bytes} B; "
+            "raise --max-total-tokens or --mem-fraction-static"
+        )
+    jenga = JengaBuffer(layout, num_large, kvc.device)
+    pool, allocator = _build_pools(kvc, jenga, layers)
+    full_cap, swa_cap = _capacities(jenga, layers)
+    max_reqs = kvc.resolve_max_num_reqs(full_cap)
+    config = _sgl.MemoryPoolConfig(
+        max_total_num_tokens=full_cap, max_running_requests=max_reqs,
+        full_max_total_num_tokens=full_cap if layers.swa_layer_ids else None,
+        swa_max_total_num_tokens=swa_cap if layers.swa_layer_ids else None,
+    )
+    req_to_token_pool = build_req_to_token_pool(kvc, max_reqs)
+    logger.info(plan_line(jenga, budget, full_cap, swa_cap))
+    return _sgl.KVCacheConfigResult(
+        max_total_num_tokens=full_cap, max_running_requests=max_reqs,
+        full_max_total_num_tokens=config.full_max_total_num_tokens,
+        swa_max_total_num_tokens=config.swa_max_total_num_tokens,
+        req_to_token_pool=req_to_token_pool, token_to_kv_pool=pool,
+        token_to_kv_pool_allocator=allocator, memory_pool_config=config,
+    )
+
+
+def _build_pools(kvc: Any, jenga: JengaBuffer, layers: ModelLayers) -> tuple[Any, Any]:
+    common = {"head_num": layers.kv_heads, "head_dim": layers.head_dim, "v_head_dim": layers.head_dim,
+              "device": kvc.device, "enable_memory_saver": False}
+    share = {t.name: jenga.nbytes * t.token_bytes // sum(u.token_bytes for u in jenga.layout.types)
+             for t in jenga.layout.types}
+    if not layers.swa_layer_ids:
+        info = kvc.layer_info
+        pool = JengaMHAPool(jenga=jenga, type_name="full", reported_bytes=jenga.nbytes, dtype=layers.dtype,
+                            layer_num=len(layers.full_layer_ids), start_layer=info.start_layer,
+                            end_layer=info.end_layer, **common)
+        return pool, JengaTokenAllocator(jenga, pool, layers.dtype, kvc.device)
+    pool = JengaSWAKVPool(
+        jenga=jenga, dtype=layers.dtype, head_num=layers.kv_heads, head_dim=layers.head_dim,
+        swa_attention_layer_ids=layers.swa_layer_ids, full_attention_layer_ids=layers.full_layer_ids,
+        device=kvc.device,
+        full_kwargs={**common, "reported_bytes": share["full"]},
+        swa_kwargs={**common, "reported_bytes": share["swa"]},
+    )
+    return pool, JengaSWAAllocator(jenga, pool, layers.dtype, kvc.device)
+
+
+def _capacities(jenga: JengaBuffer, layers: ModelLayers) -> tuple[int, int]:
+    """(full, swa) token capacities to report: the most full-attention tokens the pool holds while one
+    request keeps its window of sliding-window tokens, and the sliding-window slots of the pool."""
+    full_all = jenga.allocator.of("full").num_pages
+    if not layers.swa_layer_ids:
+        return full_all, 0
+    window = (layers.window or 0) + 1
+    lo, hi = 0, full_all
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if jenga.fits_empty({"full": mid, "swa": min(mid, window)}):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo, jenga.allocator.of("swa").num_pages
+
+
+def plan_line(jenga: JengaBuffer, budget: int, full_cap: int, swa_cap: int) -> str:
+    """The start-up log line: large-page bytes, small pages per large page, capacities, padding."""
+    layout = jenga.layout
+    per_type = ", ".join(
+        f"{t.name}: {t.pages_per_large} pages/large x {t.page_bytes} B ({t.num_layers} layers, "
+        f"padding {t.padding_bytes_per_page} B/page)" for t in layout.types
+    )
+    caps = f"capacity {full_cap} full-attention tokens" + (f", {swa_cap} sliding-window tokens" if swa_cap else "")
+    return (f"Jenga plan: budget {budget} B, {jenga.num_large_pages} large pages of {layout.large_page_bytes} B "
+            f"(+1 reserved); {per_type}; {caps}")

@@ -1,0 +1,136 @@
+"""The one module that names sglang internals. Pinned to sglang 0.5.23.
+
+Everything else in sglang_jenga reaches sglang through the names below, so a new sglang release
+is one file to check: the hook targets (dotted paths patched by the plugin), the classes the
+adapter subclasses because sglang type-checks them, and the helpers it calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import types
+
+SGLANG_VERSION = "0.5.23"
+
+# --- hook targets (dotted paths for sglang.srt.plugins.hook_registry.HookRegistry) ---------------
+ADD_CLI_ARGS = "sglang.srt.server_args.ServerArgs.add_cli_args"
+FROM_CLI_ARGS = "sglang.srt.server_args.ServerArgs.from_cli_args"
+KV_CACHE_CONFIGURE = "sglang.srt.mem_cache.kv_cache_configurator.KVCacheConfigurator.configure"
+IS_HYBRID_SWA_MODEL = "sglang.srt.configs.model_config.is_hybrid_swa_model"
+HYBRID_LAYER_IDS = "sglang.srt.configs.model_config.get_hybrid_layer_ids"
+MODEL_OVERRIDE_INVOKE = "sglang.srt.arg_groups.model_override_base._invoke_provider"
+GEMMA_SWA_OVERRIDE_FN = "_gemma2_gemma3_overrides"  # the provider that turns hybrid SWA memory off
+# Architectures sglang runs without hybrid SWA memory (that provider's registrations).
+GEMMA_ARCHITECTURES = frozenset({
+    "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration",
+    "Gemma3nForCausalLM", "Gemma3nForConditionalGeneration",
+})
+TORCH_NATIVE_EXTEND = (
+    "sglang.srt.layers.attention.torch_native_backend.TorchNativeAttnBackend._run_sdpa_forward_extend"
+)
+TORCH_NATIVE_DECODE = (
+    "sglang.srt.layers.attention.torch_native_backend.TorchNativeAttnBackend._run_sdpa_forward_decode"
+)
+DUMMY_WEIGHTS = "sglang.srt.model_loader.weight_utils.initialize_dummy_weights"
+INTERNAL_STATE_MEMORY = (
+    "sglang.srt.managers.scheduler_components.internal_state.SchedulerInternalStateController._add_memory_usage"
+)
+
+
+def check_version() -> None:
+    """Raise RuntimeError naming the installed version when it is not the pinned one."""
+    installed = importlib.metadata.version("sglang")
+    if installed != SGLANG_VERSION:
+        raise RuntimeError(
+            f"sglang_jenga is built for sglang=={SGLANG_VERSION}, found sglang=={installed}; "
+            f"install sglang=={SGLANG_VERSION} or run without --memory-manager jenga"
+        )
+
+
+@functools.cache
+def sglang_classes() -> types.SimpleNamespace:
+    """sglang's classes the adapter subclasses or builds, imported on first use (they pull in torch)."""
+    from sglang.srt.mem_cache import base_prefix_cache as bpc
+    from sglang.srt.mem_cache.allocator.base import BaseTokenToKVPoolAllocator
+    from sglang.srt.mem_cache.allocator.swa import SWATokenToKVPoolAllocator
+    from sglang.srt.mem_cache.allocator.token import TokenToKVPoolAllocator
+    from sglang.srt.mem_cache.kv_cache_configurator import KVCacheConfigResult
+    from sglang.srt.mem_cache.memory_pool import MHATokenToKVPool
+    from sglang.srt.mem_cache.prefill_budget import SharedSWAPrefillBudget
+    from sglang.srt.mem_cache.swa_memory_pool import SWAKVPool
+    from sglang.srt.mem_cache.unified_cache.components import ComponentType
+    from sglang.srt.model_executor.pool_configurator import MemoryPoolConfig
+
+    return types.SimpleNamespace(
+        BaseTokenToKVPoolAllocator=BaseTokenToKVPoolAllocator,
+        TokenToKVPoolAllocator=TokenToKVPoolAllocator,
+        SWATokenToKVPoolAllocator=SWATokenToKVPoolAllocator,
+        MHATokenToKVPool=MHATokenToKVPool,
+        SWAKVPool=SWAKVPool,
+        SharedSWAPrefillBudget=SharedSWAPrefillBudget,
+        KVCacheConfigResult=KVCacheConfigResult,
+        MemoryPoolConfig=MemoryPoolConfig,
+        ComponentType=ComponentType,
+        BasePrefixCache=bpc.BasePrefixCache,
+        MatchResult=bpc.MatchResult,
+        EvictResult=bpc.EvictResult,
+        IncLockRefResult=bpc.IncLockRefResult,
+        DecLockRefResult=bpc.DecLockRefResult,
+        TreeLock=bpc.TreeLock,
+    )
+
+
+def register_radix_cache_backend(name: str, factory) -> None:  # noqa: ANN001
+    from sglang.srt.mem_cache.registry import get_radix_cache_factory
+    from sglang.srt.mem_cache.registry import register_radix_cache_backend as register
+
+    if get_radix_cache_factory(name) is None:
+        register(name, factory)
+
+
+def hook_registry():  # noqa: ANN201
+    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
+
+    return HookRegistry, HookType
+
+
+def radix_cache_backend() -> str | None:
+    """This process's --radix-cache-backend: the resolved value once the runtime context is published,
+    else the raw server args; None before either exists (e.g. in the launcher before parsing)."""
+    from sglang.srt import runtime_context
+
+    try:
+        return runtime_context.get_memory().radix_cache_backend
+    except Exception:  # noqa: BLE001 - not published in this process yet
+        pass
+    try:
+        return runtime_context.get_server_args().radix_cache_backend
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def parallel_sizes() -> tuple[int, int]:
+    """(attention TP size, attention DCP size) of this process."""
+    from sglang.srt.runtime_context import get_parallel
+
+    p = get_parallel()
+    return p.attn_tp_size, p.attn_dcp_size
+
+
+def schedule_args() -> tuple[int | None, float]:
+    """(--max-total-tokens, --swa-full-tokens-ratio) as resolved in this process."""
+    from sglang.srt.runtime_context import get_schedule
+
+    s = get_schedule()
+    return s.max_total_tokens, s.swa_full_tokens_ratio
+
+
+def profile_available_bytes(kvc, pre_model_load_memory: int) -> int:  # noqa: ANN001
+    """sglang's KV byte budget from --mem-fraction-static (KVCacheConfigurator, private)."""
+    return int(kvc._profile_available_bytes(pre_model_load_memory))
+
+
+def build_req_to_token_pool(kvc, max_num_reqs: int):  # noqa: ANN001, ANN201
+    """sglang's req_to_token pool for this configurator (KVCacheConfigurator, private)."""
+    return kvc._build_req_to_token_pool(max_num_reqs=max_num_reqs)

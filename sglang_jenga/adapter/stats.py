@@ -1,0 +1,39 @@
+"""Live jenga statistics for `GET /server_info` (`internal_states[i]["jenga"]`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sglang_jenga.adapter.buffer import JengaBuffer
+
+
+def jenga_stats(jenga: JengaBuffer, tree_cache: Any) -> dict[str, Any]:
+    """Large pages total/free, per type the small-page bytes and pages used / cached / free, and the
+    bytes wasted (free small pages stranded in partly used large pages, plus padding)."""
+    stats = jenga.allocator.stats()
+    tree = getattr(tree_cache, "tree", None)
+    cached = dict.fromkeys(jenga.layout.type_names, 0)
+    if tree is not None and tree.allocator is jenga.allocator:
+        cached.update(tree.stats().cached_pages)
+    types = {}
+    for t, geo in zip(stats.types, jenga.layout.types, strict=True):
+        types[t.name] = {
+            "small_page_bytes": geo.page_bytes,
+            "pages_per_large_page": geo.pages_per_large,
+            "layers": geo.num_layers,
+            "pages_used": t.pages_used,
+            "pages_cached": cached[t.name],
+            "pages_free": jenga.allocator.of(t.name).available(),
+            "pages_free_in_carved": t.pages_free_in_carved,
+            "large_pages_carved": t.large_pages_carved,
+            "bytes_used": t.bytes_used,
+        }
+    return {
+        "large_page_bytes": stats.large_page_bytes,
+        "large_pages_total": stats.large_pages_total,
+        "large_pages_free": stats.large_pages_free,
+        "bytes_total": stats.bytes_total,
+        "bytes_used": stats.bytes_used,
+        "bytes_wasted": stats.bytes_wasted,
+        "types": types,
+    }

@@ -1,0 +1,229 @@
+"""sglang's prefix cache interface over the jenga core's typed radix tree.
+
+`JengaRadixCache` is a `BasePrefixCache`: the scheduler matches, checkpoints, locks and evicts
+through it as through sglang's own caches. Each radix node of the core tree owns typed sub-pages
+(full-attention pages for every token, sliding-window pages only where a hit can still use them),
+and the core's prefix-subset evictor decides what goes.
+
+What sglang calls a node is a core `Node` (or `ROOT` while nothing is cached under a key). Slots of
+the "full" type are the values sglang keeps in `req_to_token`; the sliding-window slot paired with
+a full slot is found through the allocator's `full_to_swa_index_mapping`, which this cache keeps
+in step with the tree (after inserts that adopt or free pages, and after evictions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import torch
+
+from sglang_jenga.adapter.buffer import JengaBuffer
+from sglang_jenga.adapter.compat import sglang_classes
+from sglang_jenga.core import EvictResult, LockHandle, Node, TypedRadixTree
+
+_sgl = sglang_classes()
+ROOT = "jenga-root"  # sglang's handle for "no node" (nothing cached under the request's key yet)
+
+
+class JengaRadixCache(_sgl.BasePrefixCache):
+    """Prefix cache over `TypedRadixTree`. Types: "full", and "swa" for sliding-window models."""
+
+    def __init__(self, params: Any, jenga: JengaBuffer) -> None:
+        if params.page_size != 1:
+            raise ValueError("--memory-manager jenga runs with --page-size 1")
+        self.disable = params.disable
+        self.req_to_token_pool = params.req_to_token_pool
+        self.token_to_kv_pool_allocator = params.token_to_kv_pool_allocator
+        self.page_size = 1
+        self.jenga = jenga
+        self.has_swa = "swa" in jenga.layout.type_names
+        self.sliding_window_size = params.sliding_window_size if self.has_swa else None
+        self.draft_swa_window = params.draft_swa_window
+        self.root_node = ROOT
+        jenga.on_reset.append(self.reset)
+        self.reset()
+
+    # -- structure ------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Drop every cached page (back to the allocator) and start an empty tree."""
+        tree = getattr(self, "tree", None)
+        if tree is not None and tree.allocator is self.jenga.allocator:
+            self._after_free(tree.evict_until(lambda freed: False))
+        self.tree = TypedRadixTree(self.jenga.allocator)
+        self._full = self.tree.names.index("full")
+        self._locks: dict[int, list[LockHandle]] = {}
+
+    def is_root(self, node: Any) -> bool:
+        return node is ROOT or node.is_root
+
+    def supports_swa(self) -> bool:
+        return self.has_swa
+
+    def supports_prefix_sharing(self) -> bool:
+        return not self.disable
+
+    # -- match ----------------------------------------------------------------------------------
+    def match_prefix(self, params: Any) -> Any:
+        key = params.key
+        tokens = key.raw_token_ids()
+        if self.disable or len(tokens) == 0:
+            return _sgl.MatchResult(0, ROOT, ROOT, ROOT)
+        hit = self.tree.match(tokens, _extra_key(key))
+        node = ROOT if hit.node is None else hit.node
+        return _sgl.MatchResult(hit.hit_tokens, node, node, node)
+
+    def touch_prefix(self, key: Any) -> None:
+        tokens = key.raw_token_ids()
+        if not self.disable and len(tokens):
+            self.tree.match(tokens, _extra_key(key))
+
+    def path_device_indices(self, node: Any) -> torch.Tensor:
+        """Full-attention slots from the root to the end of `node`."""
+        pages = self._path_pages(node, self._full)
+        return self.jenga.to_slots("full", pages)
+
+    def _path_pages(self, node: Any, t: int) -> list[int | None]:
+        parts: list[list[int | None]] = []
+        while node is not ROOT and not node.is_root:
+            parts.append(node.pages[t])
+            node = node.parent
+        return [p for part in reversed(parts) for p in part]
+
+    # -- insert ---------------------------------------------------------------------------------
+    def checkpoint(self, req: Any, *, up_to: int, **kwargs: Any) -> None:
+        """Insert the request's KV for tokens [0, up_to) and repoint its row at the tree's pages.
+
+        Tokens below `cache_protected_len` are the tree's already (the matched prefix): they are
+        passed as the tree's own full pages with no sliding-window claim. The request's own tokens
+        bring their full pages and, where the request has not released them, their SWA pages; the
+        tree frees what it already had (duplicates) and adopts SWA pages into its tombstones.
+        """
+        if self.disable:
+            return
+        kv, tokens = req.kv, req.full_untruncated_fill_ids[:up_to]
+        n, protected = len(tokens), kv.cache_protected_len
+        row = self.req_to_token_pool.req_to_token[kv.req_pool_idx, :n].to(torch.int64)
+        pages: dict[str, list[int | None]] = {"full": list(self.jenga.to_pages("full", row))}
+        if self.has_swa:
+            pages["swa"] = self._request_swa_pages(kv, row, protected)
+        result = self.tree.insert(tokens, pages, _extra_key_of(req))
+        self._after_free(result.duplicates_freed)
+        new_row = self.path_device_indices(result.node)
+        assert len(new_row) == n, (len(new_row), n)
+        if self.has_swa:
+            self._repair_mapping(result.node, new_row, protected)
+        self.req_to_token_pool.write((kv.req_pool_idx, slice(protected, n)), new_row[protected:].to(torch.int32))
+        kv.cache_protected_len = n
+        kv.cache_inserted_len = max(kv.cache_inserted_len, n)
+        self.unlock(req.lock)
+        req.lock = self.lock(result.node)
+        req.last_node = result.node
+
+    def _request_swa_pages(self, kv: Any, row: torch.Tensor, protected: int) -> list[int | None]:
+        """SWA page per position: None below `protected` (the tree's) and where the request released its
+        own (below its SWA eviction cursor); else the page paired with the full slot."""
+        lo = max(protected, kv.get_evicted_seqlen(_sgl.ComponentType.SWA))
+        mapping = self.token_to_kv_pool_allocator.full_to_swa_index_mapping
+        swa = mapping[row[lo:]]
+        own = [p if s > 0 else None for p, s in zip(self.jenga.to_pages("swa", swa), swa.tolist(), strict=True)]
+        return [None] * lo + own
+
+    def _repair_mapping(self, node: Node, full_row: torch.Tensor, protected: int) -> None:
+        """Pair each new full slot of the request's row with the SWA page the tree holds there."""
+        swa = self._path_pages(node, self.tree.names.index("swa"))[protected:]
+        full = full_row[protected:]
+        alive = torch.tensor([p is not None for p in swa], dtype=torch.bool)
+        if bool(alive.any()):
+            swa_slots = self.jenga.to_slots("swa", [p for p in swa if p is not None])
+            self.token_to_kv_pool_allocator.set_full_to_swa_mapping(full[alive.to(full.device)], swa_slots)
+
+    def _after_free(self, freed: EvictResult | Mapping[str, list[int]]) -> None:
+        pages = freed.pages if isinstance(freed, EvictResult) else freed
+        if self.has_swa and pages:
+            self.token_to_kv_pool_allocator.on_tree_freed(pages)
+
+    # -- locks ----------------------------------------------------------------------------------
+    def lock(self, node: Any) -> Any:
+        handle = None if node is ROOT else self.tree.lock(node)
+        return _sgl.TreeLock(node, handle)
+
+    def unlock(self, lock: Any) -> None:
+        if lock is not None and lock.receipt is not None:
+            self.tree.unlock(lock.receipt)
+
+    def inc_lock_ref(self, node: Any) -> Any:
+        if node is not ROOT:
+            self._locks.setdefault(id(node), []).append(self.tree.lock(node))
+        return _sgl.IncLockRefResult(delta=0)
+
+    def dec_lock_ref(self, node: Any, params: Any = None) -> Any:
+        if node is not ROOT:
+            self.tree.unlock(self._locks[id(node)].pop())
+        return _sgl.DecLockRefResult(delta=0)
+
+    # -- eviction -------------------------------------------------------------------------------
+    def evict(self, params: Any) -> Any:
+        """Free at least `num_tokens` full and `swa_num_tokens` sliding-window pages (or all it can)."""
+        want = {"full": params.num_tokens, "swa": params.swa_num_tokens}
+        idx = {name: self.tree.names.index(name) for name in want if name in self.tree.names}
+        result = self.tree.evict_until(lambda freed: all(freed[i] >= want[n] for n, i in idx.items()))
+        self._after_free(result)
+        return _sgl.EvictResult(
+            num_tokens_evicted=len(result.pages.get("full", ())),
+            swa_num_tokens_evicted=len(result.pages.get("swa", ())),
+        )
+
+    def evict_until_allocatable(self, demand: Mapping[str, int]) -> None:
+        """Evict until the allocator can hand out `demand` (pages per type) at once."""
+        from sglang_jenga.adapter.allocator import can_alloc
+
+        self._after_free(self.tree.evict_until(lambda freed: can_alloc(self.jenga, demand)))
+
+    # -- sizes ----------------------------------------------------------------------------------
+    def _cached(self, name: str) -> tuple[int, int]:
+        t = self.tree.names.index(name)
+        return self.tree.cached_pages[t], self.tree.locked_pages[t]
+
+    def evictable_size(self) -> int:
+        cached, locked = self._cached("full")
+        return cached - locked
+
+    def protected_size(self) -> int:
+        return self._cached("full")[1]
+
+    full_evictable_size = evictable_size
+    full_protected_size = protected_size
+
+    def swa_evictable_size(self) -> int:
+        if not self.has_swa:
+            return 0
+        cached, locked = self._cached("swa")
+        return cached - locked
+
+    def swa_protected_size(self) -> int:
+        return self._cached("swa")[1] if self.has_swa else 0
+
+    def total_size(self) -> int:
+        return self._cached("full")[0]
+
+    def dfs_weight_order(self, node_handles: Any) -> list[int]:
+        """Requests in arrival order (the core tree has no sglang-style DFS weights)."""
+        return list(range(len(node_handles)))
+
+    def sanity_check(self) -> None:
+        self.tree.check_integrity()
+        self.jenga.allocator.check_integrity()
+
+    def pretty_print(self) -> None:
+        stats = self.tree.stats()
+        print(f"jenga tree: {stats.num_nodes} nodes, cached pages {stats.cached_pages}, "
+              f"locked pages {stats.locked_pages}")
+
+
+def _extra_key(key: Any) -> Hashable:
+    return (key.extra_key, key.cache_salt)
+
+
+def _extra_key_of(req: Any) -> Hashable:
+    return (req.extra_key, req.cache_salt or None)

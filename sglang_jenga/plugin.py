@@ -1,0 +1,166 @@
+"""sglang plugin entry point (`sglang.srt.plugins` group): `--memory-manager jenga`.
+
+`register()` runs in every sglang process (launcher, scheduler, detokenizer, Engine) via
+`load_plugins()`. It only registers hooks; nothing heavy is imported until a hook fires.
+
+How the choice travels: `--memory-manager jenga` sets sglang's own `--radix-cache-backend jenga`
+field, which is pickled to every scheduler process. Jenga is active wherever that field says
+"jenga", so the offline Engine selects it with `sgl.Engine(..., radix_cache_backend="jenga")`.
+
+Hooks (targets are listed in adapter/compat.py):
+  ServerArgs.add_cli_args    AFTER   adds --memory-manager {default,jenga}
+  ServerArgs.from_cli_args   AFTER   checks flag combinations, sets radix_cache_backend
+  KVCacheConfigurator.configure AROUND  builds jenga's buffer, pools and allocator
+  model override providers,  AROUND  under jenga, Gemma-2/3 are hybrid sliding-window models (sglang
+  hybrid SWA model checks              runs them with full-length KV in every layer)
+  torch_native SDPA reads    AROUND  sglang bug workaround (adapter/torch_native_fix.py)
+  internal state memory      AFTER   adds live jenga stats to /server_info
+  dummy weight init          AROUND  only with SGLANG_JENGA_DUMMY_WEIGHT_RANGE set (test aid, below)
+and the radix cache backend "jenga" (adapter/tree_cache.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from sglang_jenga.adapter import compat
+
+NAME = "jenga"
+# Test aid: sglang's --load-format dummy draws weights from [-1e-3, 1e-3], which makes a tiny model's
+# next-token distribution exactly uniform (every logit rounds to the same bf16 value), so outputs do
+# not depend on the KV cache at all. With this variable set to r, dummy weights come from [-r, r]
+# (same per-parameter seeds), so greedy outputs and logprobs depend on every cached token.
+DUMMY_RANGE_ENV = "SGLANG_JENGA_DUMMY_WEIGHT_RANGE"
+MANAGERS = ("default", NAME)
+_registered = False
+
+
+def register() -> None:
+    """Register the hooks and the radix cache backend. Idempotent."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    registry, kind = compat.hook_registry()
+    registry.register(compat.ADD_CLI_ARGS, _add_cli_args, kind.AFTER)
+    registry.register(compat.FROM_CLI_ARGS, _from_cli_args, kind.AFTER)
+    registry.register(compat.KV_CACHE_CONFIGURE, _configure, kind.AROUND)
+    registry.register(compat.MODEL_OVERRIDE_INVOKE, _invoke_override, kind.AROUND)
+    registry.register(compat.IS_HYBRID_SWA_MODEL, _is_hybrid_swa_model, kind.AROUND)
+    registry.register(compat.HYBRID_LAYER_IDS, _hybrid_layer_ids, kind.AROUND)
+    registry.register(compat.INTERNAL_STATE_MEMORY, _add_stats, kind.AFTER)
+    from sglang_jenga.adapter.torch_native_fix import translate_swa_reads
+
+    registry.register(compat.TORCH_NATIVE_EXTEND, translate_swa_reads, kind.AROUND)
+    registry.register(compat.TORCH_NATIVE_DECODE, translate_swa_reads, kind.AROUND)
+    if os.environ.get(DUMMY_RANGE_ENV):
+        registry.register(compat.DUMMY_WEIGHTS, _dummy_weights, kind.AROUND)
+    compat.register_radix_cache_backend(NAME, _make_tree_cache)
+
+
+def is_active(server_args: Any = None) -> bool:
+    """Whether this process serves with jenga (its radix cache backend is "jenga")."""
+    if server_args is not None:
+        return getattr(server_args, "radix_cache_backend", None) == NAME
+    return compat.radix_cache_backend() == NAME
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+def _add_cli_args(result: Any, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--memory-manager", choices=MANAGERS, default="default",
+        help="KV memory manager. 'jenga': one LCM-paged buffer shared by every layer type "
+             "(sliding window, full attention, ...), typed radix tree, prefix-subset eviction "
+             "(sglang_jenga). Same as --radix-cache-backend jenga.",
+    )
+
+
+def _from_cli_args(server_args: Any, cls: Any, args: argparse.Namespace) -> None:
+    if getattr(args, "memory_manager", "default") != NAME:
+        return
+    problems = unsupported_flags(args)
+    if problems:
+        sys.exit("error: --memory-manager jenga cannot be combined with " + "; ".join(problems))
+    server_args.radix_cache_backend = NAME
+
+
+def unsupported_flags(args: Any) -> list[str]:
+    """The flag combinations jenga rejects at start-up, each naming what to change."""
+    checks = [
+        (getattr(args, "enable_unified_memory", False),
+         "--enable-unified-memory (both replace sglang's pools; drop one)"),
+        (getattr(args, "enable_hierarchical_cache", False),
+         "--enable-hierarchical-cache (hierarchical cache is not supported; drop it)"),
+        (getattr(args, "radix_cache_backend", None) not in (None, NAME),
+         f"--radix-cache-backend {getattr(args, 'radix_cache_backend', None)} (jenga is the radix cache; drop it)"),
+        (getattr(args, "page_size", None) not in (None, 1),
+         f"--page-size {getattr(args, 'page_size', None)} (jenga runs with --page-size 1)"),
+        (getattr(args, "speculative_algorithm", None) is not None,
+         "--speculative-algorithm (speculative decoding is not supported yet; drop it)"),
+        (getattr(args, "kv_cache_dtype", "auto") not in ("auto", "bfloat16", "bf16", "float16", "fp16",
+                                                           "float32"),
+         f"--kv-cache-dtype {getattr(args, 'kv_cache_dtype', None)} (use auto, bfloat16 or float16)"),
+    ]
+    return [message for bad, message in checks if bad]
+
+
+# -- scheduler-side hooks -------------------------------------------------------------------------
+def _configure(original: Any, configurator: Any, *, pre_model_load_memory: int) -> Any:
+    if not is_active():
+        return original(configurator, pre_model_load_memory=pre_model_load_memory)
+    compat.check_version()
+    from sglang_jenga.adapter.build import configure
+
+    return configure(configurator, pre_model_load_memory)
+
+
+def _invoke_override(original: Any, fn: Any, server_args: Any, hf_config: Any) -> Any:
+    """Under jenga, drop the provider that turns hybrid SWA memory off for Gemma-2/3: jenga gives
+    their sliding-window layers window-sized memory."""
+    if getattr(fn, "__name__", "") == compat.GEMMA_SWA_OVERRIDE_FN and is_active(server_args):
+        return {}
+    return original(fn, server_args, hf_config)
+
+
+def _is_gemma(architectures: Any) -> bool:
+    return any(a in compat.GEMMA_ARCHITECTURES for a in architectures or ())
+
+
+def _is_hybrid_swa_model(original: Any, architectures: Any, hf_text_config: Any = None) -> Any:
+    if _is_gemma(architectures) and is_active():
+        return True
+    return original(architectures, hf_text_config)
+
+
+def _hybrid_layer_ids(original: Any, architectures: Any, hf_text_config: Any) -> Any:
+    if not (_is_gemma(architectures) and is_active()):
+        return original(architectures, hf_text_config)
+    layer_types = list(hf_text_config.layer_types)[: hf_text_config.num_hidden_layers]
+    swa = [i for i, kind in enumerate(layer_types) if kind == "sliding_attention"]
+    return swa, [i for i, kind in enumerate(layer_types) if kind != "sliding_attention"]
+
+
+def _add_stats(result: Any, controller: Any, state: dict[str, Any]) -> None:
+    scheduler = controller.scheduler
+    jenga = getattr(scheduler.token_to_kv_pool_allocator, "jenga", None)
+    if jenga is not None:
+        from sglang_jenga.adapter.stats import jenga_stats
+
+        state[NAME] = jenga_stats(jenga, scheduler.tree_cache)
+
+
+def _dummy_weights(original: Any, model: Any, low: float = -1e-3, high: float = 1e-3, seed: int = 1234) -> Any:
+    r = float(os.environ[DUMMY_RANGE_ENV])
+    return original(model, low=-r, high=r, seed=seed)
+
+
+def _make_tree_cache(ctx: Any) -> Any:
+    jenga = getattr(ctx.params.token_to_kv_pool_allocator, "jenga", None)
+    if jenga is None:
+        raise ValueError("--radix-cache-backend jenga needs the jenga pools; start with --memory-manager jenga")
+    from sglang_jenga.adapter.tree_cache import JengaRadixCache
+
+    return JengaRadixCache(ctx.params, jenga)
