@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-_REQ_TO_TOKEN, _REQ_POOL_INDICES = 4, 5  # positional slots in _run_sdpa_forward_{extend,decode}
+_REQ_TO_TOKEN, _REQ_POOL_INDICES, _SEQ_LENS = 4, 5, 6  # positions in _run_sdpa_forward_{extend,decode}
 
 
 def translate_swa_reads(original: Callable[..., Any], backend: Any, *args: Any, **kwargs: Any) -> Any:
@@ -27,7 +27,8 @@ def translate_swa_reads(original: Callable[..., Any], backend: Any, *args: Any, 
         return original(backend, *args, **kwargs)
     args_list = list(args)
     req_to_token, req_pool_indices = args_list[_REQ_TO_TOKEN], args_list[_REQ_POOL_INDICES]
-    rows = req_to_token[req_pool_indices.long()].long()
+    width = int(args_list[_SEQ_LENS].max()) if args_list[_SEQ_LENS].numel() else 0
+    rows = req_to_token[req_pool_indices.long(), :width].long()
     args_list[_REQ_TO_TOKEN] = backend.token_to_kv_pool.translate_loc_from_full_to_swa(rows)
     args_list[_REQ_POOL_INDICES] = torch.arange(rows.shape[0], device=rows.device)
     return original(backend, *args_list, **kwargs)

@@ -99,19 +99,21 @@ class Policy:
     def max_hit(self, entries: Sequence[int | None], limit: int, offset: int = 0) -> int:
         """Largest h <= limit such that every page in needed_pages(h) is present (not None).
 
-        `entries[i]` is page index `offset + i`; pages below `offset` count as present. O(pages scanned): each
-        miss at page j moves the candidate straight to h = j, so a call scans every entry at most once.
+        `entries[i]` is page index `offset + i`; pages below `offset` count as present. One backward scan:
+        a missing page j rules out every hit that needs it, so the candidate drops to h = j and the scan
+        goes on below j; pages found present are never looked at again. O(limit - result) without
+        copying, so a long run of tombstones costs one step per page.
         """
         h = limit
         while h > 0:
             need = self.needed_pages(h)
-            lo, hi = max(need.start, offset), need.stop
-            if lo >= hi:
+            lo = max(need.start, offset)
+            j = need.stop - 1
+            while j >= lo and entries[j - offset] is not None:
+                j -= 1
+            if j < lo:
                 return h
-            seg = entries[lo - offset:hi - offset]
-            if None not in seg:
-                return h
-            h = lo + len(seg) - 1 - seg[::-1].index(None)
+            h = j
         return 0
 
 
