@@ -8,7 +8,7 @@ imported). The interpreter needs three shims, all in `_interpreter_shims`: `torc
 wrappers enter `torch.get_device_module(dev).device(index)`), autotuning takes the first config
 without benchmarking (there is no GPU timer), and module-level aliases of `tl` builtins (FLA's
 `exp = tl.exp`) are late-bound so that the interpreter's patched builtins are the ones called.
-FLA's chunked GDN prefill returns garbage under triton 3.7's interpreter, so our chunked prefill is
+FLA's chunked GDN prefill kernels overflow to NaN under triton 3.7's interpreter, so our chunked prefill is
 compared with sglang's Triton recurrent GDN kernel on the same inputs (the same recurrence, token by
 token). The same subprocess then applies `register_cpu_mamba_hooks()` through sglang's HookRegistry and
 reports what sglang's modules see.

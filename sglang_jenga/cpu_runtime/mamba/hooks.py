@@ -1,12 +1,13 @@
-"""CPU-only sglang hooks that put the plain-torch Mamba2 kernels under sglang's own names.
+"""CPU-only sglang hooks that put the plain-torch kernels under sglang's own names.
 
 sglang 0.5.23's Mamba2 mixer (srt/layers/attention/mamba/mamba.py) runs Triton kernels for the
 SSD prefill scan and the decode state update, and binds its causal-conv1d functions only for
-CUDA, NPU and XPU, so on CPU the first forward fails. `register_cpu_mamba_hooks()` registers, with
-sglang's plugin `HookRegistry`, the hooks of `TARGETS` below (every sglang name this module
-touches, so a new sglang release is one table to check). `load_plugins()` applies them in each
-sglang process. The GDN/KDA side needs no hook: sglang's CPU branch imports `sgl_kernel.mamba`,
-which the stand-in provides (cpu_runtime/sgl_kernel/mamba.py).
+CUDA, NPU and XPU, so on CPU the first forward fails. Qwen3-Next's gated output norm and its MoE
+shared-expert gate fall back to Triton on a CPU without AMX. `register_cpu_mamba_hooks()`
+registers, with sglang's plugin `HookRegistry`, the hooks of `TARGETS` below (every sglang name
+this module touches, so a new sglang release is one table to check); `load_plugins()` applies
+them in each sglang process. The gated delta net kernels themselves need no hook: sglang's CPU
+branch imports `sgl_kernel.mamba`, which the stand-in provides (cpu_runtime/sgl_kernel/mamba.py).
 
 Inert off CPU: nothing is registered unless `SGLANG_USE_CPU_ENGINE=1` and torch sees no CUDA.
 """
