@@ -210,18 +210,29 @@ def mamba_chunk_scan_combined(
     if out is None:
         out = torch.empty_like(x)
     out.copy_(y_all.to(out.dtype))
-    states = chunk_states.to(states_dtype)
-    varlen = varlen_states.to(states_dtype)
-    if return_track_states:  # as the Triton wrapper: None when nothing was asked for
-        return states, varlen, track_states.to(states_dtype)[None] if n_track else None
-    if return_intermediate_states:
-        head = (states, final_states) if return_final_states else (states,)
-        result = (*head, varlen) if return_varlen_states else head
-        return result if len(result) > 1 else result[0]
-    if not return_varlen_states:
-        return final_states if return_final_states else None
-    return (final_states, varlen) if return_final_states else varlen
+    flags = (return_final_states, return_varlen_states, return_intermediate_states, return_track_states)
+    track = track_states.to(states_dtype)[None] if n_track else None  # None when nothing was asked for
+    return _wrapper_result(flags, chunk_states.to(states_dtype), final_states, varlen_states.to(states_dtype), track)
 
+
+def _wrapper_result(
+    flags: tuple[bool, bool, bool, bool],
+    states: torch.Tensor,
+    final: torch.Tensor,
+    varlen: torch.Tensor,
+    track: torch.Tensor | None,
+) -> Any:
+    """What sglang's Triton `mamba_chunk_scan_combined` returns for (final, varlen, intermediate, track)."""
+    want_final, want_varlen, want_intermediate, want_track = flags
+    if want_track:
+        return states, varlen, track
+    if want_intermediate:
+        head = (states, final) if want_final else (states,)
+        result = (*head, varlen) if want_varlen else head
+        return result if len(result) > 1 else result[0]
+    if not want_varlen:
+        return final if want_final else None
+    return (final, varlen) if want_final else varlen
 
 def _track_requests(
     track_seq_idx: torch.Tensor | None, track_end_locs: torch.Tensor | None
