@@ -16,6 +16,7 @@ Hooks (targets are listed in adapter/compat.py):
   torch_native SDPA reads    AROUND  sglang bug workaround (adapter/torch_native_fix.py)
   internal state memory      AFTER   adds live jenga stats to /server_info
   dummy weight init          AROUND  only with SGLANG_JENGA_DUMMY_WEIGHT_RANGE set (test aid, below)
+  Mamba2 / GDN kernels       REPLACE CPU runs only (cpu_runtime/mamba/hooks.py)
 and the radix cache backend "jenga" (adapter/tree_cache.py).
 """
 
@@ -56,6 +57,9 @@ def register() -> None:
 
     registry.register(compat.TORCH_NATIVE_EXTEND, translate_swa_reads, kind.AROUND)
     registry.register(compat.TORCH_NATIVE_DECODE, translate_swa_reads, kind.AROUND)
+    from sglang_jenga.cpu_runtime.mamba.hooks import register_cpu_mamba_hooks
+
+    register_cpu_mamba_hooks()  # plain-torch Mamba2 / gated-delta-net kernels, CPU runs only
     if os.environ.get(DUMMY_RANGE_ENV):
         registry.register(compat.DUMMY_WEIGHTS, _dummy_weights, kind.AROUND)
     compat.register_radix_cache_backend(NAME, _make_tree_cache)

@@ -13,6 +13,7 @@ def jenga_stats(jenga: JengaBuffer, tree_cache: Any) -> dict[str, Any]:
     stats = jenga.allocator.stats()
     tree = getattr(tree_cache, "tree", None)
     cached = dict.fromkeys(jenga.layout.type_names, 0)
+    evicted = dict(getattr(tree_cache, "pages_evicted", cached))
     if tree is not None and tree.allocator is jenga.allocator:
         cached.update(tree.stats().cached_pages)
     types = {}
@@ -23,6 +24,7 @@ def jenga_stats(jenga: JengaBuffer, tree_cache: Any) -> dict[str, Any]:
             "layers": geo.num_layers,
             "pages_used": t.pages_used,
             "pages_cached": cached[t.name],
+            "pages_evicted": evicted.get(t.name, 0),
             "pages_free": jenga.allocator.of(t.name).available(),
             "pages_free_in_carved": t.pages_free_in_carved,
             "large_pages_carved": t.large_pages_carved,

@@ -51,6 +51,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         if tree is not None and tree.allocator is self.jenga.allocator:
             self._after_free(tree.evict_until(lambda freed: False))
         self.tree = TypedRadixTree(self.jenga.allocator)
+        self.pages_evicted = dict.fromkeys(self.tree.names, 0)
         self._full = self.tree.names.index("full")
         self._locks: dict[int, list[LockHandle]] = {}
 
@@ -140,6 +141,9 @@ class JengaRadixCache(_sgl.BasePrefixCache):
 
     def _after_free(self, freed: EvictResult | Mapping[str, list[int]]) -> None:
         pages = freed.pages if isinstance(freed, EvictResult) else freed
+        if isinstance(freed, EvictResult):
+            for name, evicted in pages.items():
+                self.pages_evicted[name] += len(evicted)
         if self.has_swa and pages:
             self.token_to_kv_pool_allocator.on_tree_freed(pages)
 

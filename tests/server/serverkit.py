@@ -2,38 +2,108 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sglang_jenga.server import Server
 
-# Every tiny server: random weights, a small KV budget, a fixed seed.
-TINY_ARGS = ("--load-format", "dummy", "--random-seed", "0", "--log-level", "info")
-
+# Every tiny server: random weights, a fixed seed, a decode log line per step (for #running-req).
+TINY_ARGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--log-level", "info",
+             "--decode-log-interval", "1")
 
 # Dummy weights wide enough that outputs depend on the KV cache (see sglang_jenga.plugin).
-TINY_ENV = {"SGLANG_JENGA_DUMMY_WEIGHT_RANGE": "0.2"}
+TINY_ENV = {"SGLANG_JENGA_DUMMY_WEIGHT_RANGE": "0.5"}
+
+JENGA = ("--memory-manager", "jenga")
+
+
+def server(model_path: Path, *args: str, max_total_tokens: int = 4096, core: int | None = None) -> Server:
+    """An unstarted server with the tiny-model flags; `core` pins its model threads to one CPU core."""
+    env = dict(TINY_ENV)
+    if core is not None:
+        env["SGLANG_CPU_OMP_THREADS_BIND"] = str(core % (os.cpu_count() or 1))
+    return Server(model_path, *TINY_ARGS, "--max-total-tokens", str(max_total_tokens), *args, env=env)
 
 
 def start(model_path: Path, *args: str, max_total_tokens: int = 4096) -> Server:
-    """A started server (the caller stops it) with the tiny-model flags."""
-    server = Server(model_path, *TINY_ARGS, "--max-total-tokens", str(max_total_tokens), *args, env=TINY_ENV)
+    """A started server (the caller stops it)."""
+    s = server(model_path, *args, max_total_tokens=max_total_tokens)
     try:
-        return server.start()
+        return s.start()
     except BaseException:
-        server.stop()
+        s.stop()
         raise
 
 
+class Pair(NamedTuple):
+    default: Server
+    jenga: Server
+
+
+@contextmanager
+def started_pair(model_path: Path, *args: str, max_total_tokens: int = 4096) -> Iterator[Pair]:
+    """The default manager and jenga on the same model and flags, started side by side (each on its own
+    CPU core); both are stopped on exit, also when starting one of them failed."""
+    pair = Pair(server(model_path, *args, max_total_tokens=max_total_tokens, core=0),
+                server(model_path, *args, *JENGA, max_total_tokens=max_total_tokens, core=1))
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for future in [pool.submit(s.start) for s in pair]:
+                future.result()
+        yield pair
+    finally:
+        for s in pair:
+            s.stop()
+
+
 def greedy(server: Server, prompt: str | list[int], max_new_tokens: int = 16) -> dict[str, Any]:
-    """Greedy /generate with logprobs; returns {"ids", "logprobs", "cached_tokens", "text"}."""
+    """Greedy /generate with logprobs; returns {"ids", "logprobs", "cached_tokens", "retractions", "text"}."""
     key = "text" if isinstance(prompt, str) else "input_ids"
-    params = {"max_new_tokens": max_new_tokens, "temperature": 0.0}
+    params = {"max_new_tokens": max_new_tokens, "temperature": 0.0, "ignore_eos": True}
     out = server.post("/generate", {key: prompt, "sampling_params": params, "return_logprob": True})
     meta = out["meta_info"]
     return {
         "ids": out["output_ids"],
         "logprobs": [lp for lp, _tok, _ in meta["output_token_logprobs"]],
         "cached_tokens": meta["cached_tokens"],
+        "retractions": meta.get("num_retractions", 0),
         "text": out["text"],
     }
+
+
+def on_both(pair: Pair, fn: Callable[[Server], Any]) -> list[Any]:
+    """`fn(server)` on the default and the jenga server at the same time; results in that order."""
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(fn, pair))
+
+
+def greedy_many(server: Server, prompts: Sequence[str | list[int]], max_new_tokens: int = 16) -> list[dict[str, Any]]:
+    """The prompts sent concurrently (so the scheduler batches them); results in prompt order."""
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        return list(pool.map(lambda p: greedy(server, p, max_new_tokens), prompts))
+
+
+def jenga_stats(server: Server) -> dict[str, Any]:
+    return dict(server.get("/server_info")["internal_states"][0]["jenga"])
+
+
+def assert_all_free(stats: dict[str, Any]) -> None:
+    """Every large page back in the common pool and no small page of any type in use."""
+    assert stats["large_pages_free"] == stats["large_pages_total"], stats
+    for name, t in stats["types"].items():
+        assert t["pages_used"] == 0 and t["pages_cached"] == 0, (name, t)
+
+
+def max_running(log: str) -> int:
+    """Largest `#running-req` the scheduler logged (decode batches)."""
+    return max((int(n) for n in re.findall(r"#running-req: (\d+)", log)), default=0)
+
+
+def flush(server: Server) -> None:
+    """`POST /flush_cache`, waiting up to 60 s for running requests to drain; raises if it did not flush."""
+    server.post("/flush_cache?timeout=60")

@@ -1,0 +1,116 @@
+"""Run the same work on sglang's default memory manager and on `--memory-manager jenga`, side by side.
+
+    python examples/compare.py [--model gemma3] [--budget-tokens 600] [--requests 8]
+
+Both servers serve the same tiny zoo model (random weights, CPU) with the same KV byte budget:
+`--max-total-tokens N` tokens of the default layout. The work is the frontend programs of
+programs.py (multi-turn chat on a shared system prompt, fork/join over a document) and then a
+burst of long prompts that arrive together. The script prints both outputs and, per manager,
+the KV bytes in use at the peak, the most requests running at once and the retractions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from programs import run_text_programs  # noqa: E402
+
+from sglang_jenga.models import build  # noqa: E402
+from sglang_jenga.server import Server  # noqa: E402
+
+FLAGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--decode-log-interval", "1",
+         "--chunked-prefill-size", "128")
+# Widen sglang's dummy weights so a random tiny model's outputs depend on its KV (see sglang_jenga.plugin).
+ENV = {"SGLANG_JENGA_DUMMY_WEIGHT_RANGE": "0.5"}
+LINE = "The lighthouse keeper wrote down the weather, the ships and the birds every single evening. "
+
+
+def start_pair(model_dir: Path, budget_tokens: int) -> dict[str, Server]:
+    """Default and jenga servers, one CPU core each, started side by side."""
+    servers = {}
+    for core, manager in enumerate(("default", "jenga")):
+        env = {**ENV, "SGLANG_CPU_OMP_THREADS_BIND": str(core % (os.cpu_count() or 1))}
+        servers[manager] = Server(model_dir, *FLAGS, "--max-total-tokens", str(budget_tokens),
+                                  "--memory-manager", manager, env=env)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for future in [pool.submit(s.start) for s in servers.values()]:
+                future.result()
+    except BaseException:
+        for s in servers.values():
+            s.stop()
+        raise
+    return servers
+
+
+def burst(server: Server, n: int) -> list[dict[str, Any]]:
+    """n long prompts sent at once; greedy, 48 new tokens each."""
+    def one(k: int) -> dict[str, Any]:
+        params = {"max_new_tokens": 48, "temperature": 0.0, "ignore_eos": True}
+        out = server.post("/generate", {"text": f"Log {k}: " + LINE * 8, "sampling_params": params})
+        return {"ids": out["output_ids"], "retractions": out["meta_info"].get("num_retractions", 0)}
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def peak_kv_bytes(log: str, type_bytes: dict[str, int]) -> int:
+    """KV bytes in use at the busiest logged step. A manager that keeps every layer's KV for every
+    token (sglang's uniform pool) logs `#token`; hybrid pools log `#full token` and `#swa token`.
+    `type_bytes` are the bytes of one token of all layers of each type (read off jenga's stats)."""
+    pairs = re.findall(r"#full token: (\d+), .*?#swa token: (\d+)", log)
+    if pairs:
+        return max(int(f) * type_bytes["full"] + int(w) * type_bytes.get("swa", 0) for f, w in pairs)
+    tokens = max((int(t) for t in re.findall(r"#token: (\d+)", log)), default=0)
+    return tokens * sum(type_bytes.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="gemma3")
+    parser.add_argument("--budget-tokens", type=int, default=600)
+    parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument("--zoo", default="out/zoo")
+    args = parser.parse_args()
+    model_dir = build(args.model, Path(args.zoo) / args.model)
+    servers = start_pair(model_dir, args.budget_tokens)
+    try:
+        programs = {m: run_text_programs(s.url) for m, s in servers.items()}
+        bursts = {m: burst(s, args.requests) for m, s in servers.items()}
+        report(args, servers, programs, bursts)
+    finally:
+        for s in servers.values():
+            s.stop()
+
+
+def report(args: argparse.Namespace, servers: dict[str, Server], programs: dict, bursts: dict) -> None:
+    print(f"\n== {args.model}, KV budget of {args.budget_tokens} default-layout tokens ==")
+    for manager, out in programs.items():
+        print(f"[{manager}] multi-turn answers: {out['multi_turn_chat'][0]}")
+        print(f"[{manager}] fork/join answers:  {out['document_qa']['answers']}")
+    same_programs = programs["default"] == programs["jenga"]
+    same_burst = [r["ids"] for r in bursts["default"]] == [r["ids"] for r in bursts["jenga"]]
+    print(f"outputs identical: programs {same_programs}, burst of {args.requests} requests {same_burst}")
+    print(f"{'manager':8} {'peak KV bytes':>14} {'max running':>12} {'retractions':>12}")
+    types = servers["jenga"].get("/server_info")["internal_states"][0]["jenga"]["types"]
+    type_bytes = {name: t["small_page_bytes"] for name, t in types.items()}
+    rows = {}
+    for manager, s in servers.items():
+        log = s.log()
+        running = max((int(n) for n in re.findall(r"#running-req: (\d+)", log)), default=0)
+        rows[manager] = (peak_kv_bytes(log, type_bytes), running, sum(r["retractions"] for r in bursts[manager]))
+        print(f"{manager:8} {rows[manager][0]:>14,} {rows[manager][1]:>12} {rows[manager][2]:>12}")
+    d, j = rows["default"], rows["jenga"]
+    print(f"jenga / default: max running {j[1] / max(d[1], 1):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

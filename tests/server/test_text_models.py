@@ -1,0 +1,82 @@
+"""Tiny llama, gemma3 and mellum served by real sglang servers on CPU, once with sglang's default
+memory manager and once with `--memory-manager jenga`, side by side.
+
+Every greedy output under jenga must equal the default manager's token for token, with the same
+log-probabilities: prompts longer than the sliding window, decodes that run past it (so sliding-
+window pages are released while requests run), prefix-cache hits, chunked prefill (chunks of 64
+tokens), concurrent batches and sglang frontend programs (multi-turn chat sharing a system prompt,
+fork/join over one document). After the load, `POST /flush_cache` must leave every jenga page free.
+The server pair of each model starts once for this module and is always stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from programs import CONVERSATIONS, QUESTIONS, run_text_programs  # type: ignore[import-not-found]
+from serverkit import Pair, assert_all_free, flush, greedy, greedy_many, jenga_stats, on_both, started_pair
+
+pytestmark = pytest.mark.slow
+
+CHUNK_ARGS = ("--chunked-prefill-size", "64")
+STORY = (
+    "Once the ferry stopped running, the islanders built a narrow causeway of stones and timber, and every "
+    "spring they repaired the stretch the winter storms had broken. "
+)
+PROMPTS = [
+    "The stone bridge carries a road",
+    STORY * 6,  # several hundred tokens: beyond the window and across several prefill chunks
+    STORY * 2 + "What did the islanders repair?",
+    "Hello there, how are you today?",
+]
+
+
+@pytest.fixture(scope="module", params=["llama", "gemma3", "mellum"])
+def pair(request: pytest.FixtureRequest, zoo) -> Iterator[Pair]:  # noqa: ANN001
+    with started_pair(zoo(request.param), *CHUNK_ARGS) as p:
+        yield p
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a["ids"] == b["ids"]
+    assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-5)
+
+
+def test_generate_and_prefix_hits_match_default(pair: Pair) -> None:
+    for prompt in PROMPTS:
+        first = on_both(pair, lambda s, p=prompt: greedy(s, p, 40))
+        again = on_both(pair, lambda s, p=prompt: greedy(s, p, 40))
+        _assert_same(*first)
+        _assert_same(*again)
+        _assert_same(first[1], again[1])
+        assert again[1]["cached_tokens"] > 0 and again[0]["cached_tokens"] > 0
+
+
+def test_concurrent_batch_matches_default(pair: Pair) -> None:
+    prompts = [STORY * k + f" Chapter {k}." for k in range(1, 7)]
+    for a, b in zip(*on_both(pair, lambda s: greedy_many(s, prompts, 40)), strict=True):
+        _assert_same(a, b)
+
+
+def test_openai_chat_completion(pair: Pair) -> None:
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "Hello there"}],
+            "max_tokens": 8, "temperature": 0}
+    outs = on_both(pair, lambda s: s.post("/v1/chat/completions", body))
+    assert outs[0]["choices"][0]["message"] == outs[1]["choices"][0]["message"]
+    assert outs[1]["usage"]["completion_tokens"] <= 8 and outs[1]["usage"]["prompt_tokens"] > 3
+
+
+def test_frontend_programs_match_default(pair: Pair) -> None:
+    default, jenga = on_both(pair, lambda s: run_text_programs(s.url))
+    assert [len(turns) for turns in jenga["multi_turn_chat"]] == [len(c) for c in CONVERSATIONS]
+    assert len(jenga["document_qa"]["answers"]) == len(QUESTIONS)
+    assert jenga == default
+
+
+def test_flush_leaves_every_page_free(pair: Pair) -> None:
+    greedy(pair.jenga, STORY * 3, 8)
+    busy = jenga_stats(pair.jenga)
+    assert any(t["pages_cached"] for t in busy["types"].values())
+    flush(pair.jenga)
+    assert_all_free(jenga_stats(pair.jenga))
