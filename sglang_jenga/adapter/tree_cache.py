@@ -156,6 +156,18 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         if lock is not None and lock.receipt is not None:
             self.tree.unlock(lock.receipt)
 
+    def evict_sliding_windows(self, req: Any, pre_len: int, *, eviction_interval: int = 1) -> None:
+        """Release the request's own out-of-window SWA slots (sglang's rule), and once its window has
+        moved past the cached prefix it was matched on, drop its SWA lock on that prefix so the tree
+        can evict those pages while the request keeps decoding."""
+        super().evict_sliding_windows(req, pre_len, eviction_interval=eviction_interval)
+        lock = req.lock
+        if lock is None or lock.receipt is None or lock.swa_released:
+            return
+        if pre_len - self.swa_retain_window >= lock.node.end:
+            self.tree.release_type(lock.receipt, "swa")
+            lock.swa_released = True
+
     def inc_lock_ref(self, node: Any) -> Any:
         if node is not ROOT:
             self._locks.setdefault(id(node), []).append(self.tree.lock(node))

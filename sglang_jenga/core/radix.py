@@ -395,6 +395,10 @@ class TypedRadixTree:
         for t in self.aligned:
             need, cur, top = self.policies[t].needed_pages(hit), node, None
             while need and cur is not root and cur.end // self.P > need.start:
+                if cur.start // self.P < need.start:
+                    # The needed range starts inside `cur`: split there, so only the needed part is
+                    # locked and the rest (e.g. tokens out of a sliding window) stays evictable.
+                    self._split(cur, need.start)
                 self._inc_lock(cur, t)
                 top, cur = cur, cast(Node, cur.parent)
             tags[t] = top.tag if top is not None else None
