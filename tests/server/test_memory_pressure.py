@@ -1,10 +1,11 @@
 """Tiny gemma3 at one small fixed KV budget, default manager vs `--memory-manager jenga`.
 
 The budget is 600 tokens of the default layout (6 layers of full-length KV, since sglang runs
-Gemma-3 without hybrid sliding-window memory); jenga gets the same bytes. Eight requests with
-~150-token prompts and 48-token decodes arrive together, so the default manager has to queue,
-evict cached prefixes and retract running requests, while jenga keeps only a window of
-sliding-window KV per request. Outputs must still match token for token; jenga must run more
+Gemma-3 without hybrid sliding-window memory); jenga gets the same bytes. Twelve requests with
+~45-token prompts and 200-token decodes arrive together. The default manager reserves each
+request's whole decode at admission and queues the rest; jenga keeps only a window of sliding-
+window KV per request, admits many more, and under this budget evicts cached pages and retracts
+running requests (recomputing them later) on the way. Outputs must still match token for token; jenga must run more
 requests at once. Also here: a request that can never fit is rejected while the server keeps
 serving, an aborted request gives its pages back, and after `/flush_cache` every page is free.
 """
@@ -33,19 +34,23 @@ pytestmark = pytest.mark.slow
 
 BUDGET_TOKENS = 600
 LINE = "The lighthouse keeper wrote down the weather, the ships and the birds every single evening. "
-PROMPTS = [f"Log {k}: " + LINE * 8 + f"Entry number {k}." for k in range(8)]
+PROMPTS = [f"Log {k}: " + LINE * 2 + f"Entry number {k}." for k in range(12)]
+NEW_TOKENS = 200
 
 
 @pytest.fixture(scope="module")
 def pair(zoo) -> Iterator[Pair]:  # noqa: ANN001
-    with started_pair(zoo("gemma3"), "--chunked-prefill-size", "128", max_total_tokens=BUDGET_TOKENS) as p:
+    # A low conservativeness admits requests on optimistic decode estimates, so running out of memory
+    # mid-decode (and retracting) is part of the workload.
+    args = ("--chunked-prefill-size", "128", "--schedule-conservativeness", "0.05")
+    with started_pair(zoo("gemma3"), *args, max_total_tokens=BUDGET_TOKENS) as p:
         yield p
 
 
 @pytest.fixture(scope="module")
 def loaded(pair: Pair) -> list[list[dict]]:
     """The eight requests on each server (run once; the tests below read the results)."""
-    return on_both(pair, lambda s: greedy_many(s, PROMPTS, 48))
+    return on_both(pair, lambda s: greedy_many(s, PROMPTS, NEW_TOKENS))
 
 
 def test_outputs_match_under_eviction_and_retraction(pair: Pair, loaded: list[list[dict]]) -> None:
@@ -53,7 +58,11 @@ def test_outputs_match_under_eviction_and_retraction(pair: Pair, loaded: list[li
     for a, b in zip(default, jenga, strict=True):
         assert a["ids"] == b["ids"]
         assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-4)
-    assert sum(r["retractions"] for r in default) > 0, "the budget should force the default manager to retract"
+    retracted = [sum(r["retractions"] for r in results) for results in loaded]
+    print(f"\nretractions: default {retracted[0]}, jenga {retracted[1]}")
+    # sglang's default manager reserves every request's whole decode up front at admission, so it
+    # queues instead of retracting; jenga admits on sglang's sliding-window estimate and retracts.
+    assert retracted[1] > 0, "the budget should force jenga to retract"
     evicted = jenga_stats(pair.jenga)["types"]
     assert evicted["swa"]["pages_evicted"] > 0, "jenga should have evicted sliding-window pages"
 
