@@ -1,0 +1,48 @@
+"""`--memory-manager jenga` refuses what it cannot serve at start-up, with a message naming what to change."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from serverkit import TINY_ARGS, server
+
+from sglang_jenga.server import CPU_ARGS, ServerError
+
+pytestmark = pytest.mark.slow
+
+
+def test_help_lists_the_memory_manager_flag() -> None:
+    out = subprocess.run([sys.executable, "-m", "sglang.launch_server", "--help"], capture_output=True, text=True,
+                         timeout=300)
+    assert "--memory-manager {default,jenga}" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "names"),
+    [
+        (("--enable-unified-memory",), "--enable-unified-memory"),
+        (("--enable-hierarchical-cache",), "--enable-hierarchical-cache"),
+        (("--page-size", "16"), "--page-size 16"),
+        (("--radix-cache-backend", "flexkv"), "--radix-cache-backend flexkv"),
+    ],
+)
+def test_flag_combinations_are_rejected_before_anything_starts(zoo, flags: tuple[str, ...], names: str) -> None:  # noqa: ANN001
+    cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", str(zoo("llama")), *CPU_ARGS,
+           *TINY_ARGS, "--memory-manager", "jenga", *flags]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={"SGLANG_USE_CPU_ENGINE": "1",
+                                                                                  "PATH": "/usr/bin:/bin"})
+    assert out.returncode != 0
+    assert "--memory-manager jenga cannot be combined with" in out.stderr and names in out.stderr, out.stderr[-2000:]
+
+
+def test_unsupported_model_stops_startup_naming_it(zoo) -> None:  # noqa: ANN001
+    s = server(zoo("falcon_h1"), "--memory-manager", "jenga", "--max-mamba-cache-size", "8",
+               "--mamba-radix-cache-strategy", "no_buffer", "--disable-overlap-schedule")
+    with pytest.raises(ServerError) as err:
+        s.start()
+    s.stop()
+    message = str(err.value)
+    assert "--memory-manager jenga cannot serve this configuration" in message
+    assert "FalconH1ForCausalLM" in message and "--memory-manager default" in message
