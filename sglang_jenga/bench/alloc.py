@@ -108,37 +108,20 @@ class JengaSide:
 
 class SglangSide:
     """sglang's SWATokenToKVPoolAllocator and UnifiedRadixCache(FULL, SWA) on CPU, as its own unit tests
-    build them (sglang/test/kits/unified_radix_cache/fixtures.py)."""
+    build them (sglang/test/kits/unified_radix_cache/fixtures.py; construction in sgl_build.build_swa)."""
 
     def __init__(self, tree_core: str | None) -> None:
         import torch
-        from sglang.srt.mem_cache.allocator.swa import SWATokenToKVPoolAllocator
         from sglang.srt.mem_cache.base_prefix_cache import EvictParams, InsertParams, MatchPrefixParams
-        from sglang.srt.mem_cache.cache_init_params import CacheInitParams
-        from sglang.srt.mem_cache.memory_pool import ReqToTokenPool
         from sglang.srt.mem_cache.radix_cache import RadixKey
-        from sglang.srt.mem_cache.swa_memory_pool import SWAKVPool
-        from sglang.srt.mem_cache.unified_cache.components.base import ComponentType
-        from sglang.srt.mem_cache.unified_radix_cache import UnifiedRadixCache
-        from sglang.srt.server_args import ServerArgs, set_global_server_args_for_scheduler
 
-        torch.set_num_threads(1)  # small tensor ops: OpenMP spin-waits only add noise on a shared CPU
+        from .sgl_build import build_swa
+
+        pools = build_swa(POOL_TOKENS, POOL_TOKENS, WINDOW, BATCH, SEQ + 8, tree_core, head_dim=8)
         self.torch, self.RadixKey = torch, RadixKey
         self.EvictParams, self.InsertParams = EvictParams, InsertParams
         self.MatchPrefixParams = MatchPrefixParams
-        set_global_server_args_for_scheduler(ServerArgs(model_path="dummy", page_size=1))
-        sizes = {"size": POOL_TOKENS, "size_swa": POOL_TOKENS, "page_size": 1, "dtype": torch.bfloat16,
-                 "device": "cpu"}
-        kv = SWAKVPool(**sizes, head_num=1, head_dim=8, swa_attention_layer_ids=[0],
-                       full_attention_layer_ids=[1])
-        self.alloc = SWATokenToKVPoolAllocator(**sizes, kvcache=kv, need_sort=False)
-        req_pool = ReqToTokenPool(size=BATCH, max_context_len=SEQ + 8, device="cpu",
-                                  enable_memory_saver=False)
-        params = CacheInitParams(req_to_token_pool=req_pool, token_to_kv_pool_allocator=self.alloc,
-                                 page_size=1, disable=False, sliding_window_size=WINDOW,
-                                 tree_components=(ComponentType.FULL, ComponentType.SWA),
-                                 tree_core_backend=tree_core)
-        self.cache = UnifiedRadixCache(params=params)
+        self.alloc, self.cache = pools.allocator, pools.cache
         self.tree_core = type(self.cache.tree_core).__name__
         self.running = self.alloc.alloc(BATCH * 37)
 
