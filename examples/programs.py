@@ -79,8 +79,11 @@ def run_text_programs(backend_url: str) -> dict[str, Any]:
     }
 
 
-def run_image_program(backend_url: str, image_path: str | Path) -> dict[str, Any]:
-    """Run `image_qa` on the server at `backend_url` for one image."""
-    backend = sgl.RuntimeEndpoint(backend_url)
+def run_image_program(
+    backend_url: str, image_path: str | Path, chat_template: str = "llama-3-instruct"
+) -> dict[str, Any]:
+    """Run `image_qa` on the server at `backend_url` for one image. The frontend writes the prompt
+    itself, so it needs a chat template whose image token the model knows (mllama: `<|image|>`)."""
+    backend = sgl.RuntimeEndpoint(backend_url, chat_template_name=chat_template)
     state = image_qa.run(image_path=str(image_path), question="What is in this picture?", backend=backend)
     return {"image_qa": state["answer"]}

@@ -15,6 +15,7 @@ Hooks (targets are listed in adapter/compat.py):
   hybrid SWA model checks              runs them with full-length KV in every layer)
   torch_native SDPA reads    AROUND  sglang bug workaround (adapter/torch_native_fix.py)
   internal state memory      AFTER   adds live jenga stats to /server_info
+  alloc_for_extend           AROUND  tells jenga's allocator which extend tokens are encoder tokens
   dummy weight init          AROUND  only with SGLANG_JENGA_DUMMY_WEIGHT_RANGE set (test aid, below)
   Mamba2 / GDN kernels       REPLACE CPU runs only (cpu_runtime/mamba/hooks.py)
 and the radix cache backend "jenga" (adapter/tree_cache.py).
@@ -53,6 +54,7 @@ def register() -> None:
     registry.register(compat.IS_HYBRID_SWA_MODEL, _is_hybrid_swa_model, kind.AROUND)
     registry.register(compat.HYBRID_LAYER_IDS, _hybrid_layer_ids, kind.AROUND)
     registry.register(compat.INTERNAL_STATE_MEMORY, _add_stats, kind.AFTER)
+    registry.register(compat.ALLOC_FOR_EXTEND, _alloc_for_extend, kind.AROUND)
     from sglang_jenga.adapter.torch_native_fix import translate_swa_reads
 
     registry.register(compat.TORCH_NATIVE_EXTEND, translate_swa_reads, kind.AROUND)
@@ -159,6 +161,26 @@ def _add_stats(result: Any, controller: Any, state: dict[str, Any]) -> None:
 def _dummy_weights(original: Any, model: Any, low: float = -1e-3, high: float = 1e-3, seed: int = 1234) -> Any:
     r = float(os.environ[DUMMY_RANGE_ENV])
     return original(model, low=-r, high=r, seed=seed)
+
+
+def _alloc_for_extend(original: Any, batch: Any) -> Any:
+    """Encoder-decoder models under jenga: before sglang allocates the batch's extend tokens in one
+    flat call, tell the allocator how many of each request's tokens are encoder tokens."""
+    allocator = batch.tree_cache.token_to_kv_pool_allocator
+    plan_extend = getattr(allocator, "plan_extend", None)
+    if plan_extend is None:
+        return original(batch)
+    plan = []
+    for req, extend_len in zip(batch.reqs, batch.extend_lens, strict=True):
+        batch.tree_cache.note_request(req)
+        enc = batch.tree_cache.encoder_len(req)
+        cross = enc if req.prefix_len < enc else 0
+        plan.append((cross, extend_len - cross))
+    plan_extend(plan)
+    try:
+        return original(batch)
+    finally:
+        plan_extend(None)
 
 
 def _make_tree_cache(ctx: Any) -> Any:

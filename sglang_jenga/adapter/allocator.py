@@ -289,3 +289,47 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         return (f"#jenga full-available: {self.full_available_size()}, "
                 f"#jenga swa-available: {self.swa_available_size()}, "
                 f"#large pages free: {self.jenga.allocator.large_pages_free}")
+
+
+class JengaEncoderDecoderAllocator(JengaTokenAllocator):
+    """Full self-attention slots for text tokens, cross-attention slots for encoder (image) tokens.
+
+    sglang asks for one flat `alloc(n)` per extend batch, encoder tokens included; which of them are
+    encoder tokens is set beforehand by `plan_extend` (the plugin wraps sglang's `alloc_for_extend`).
+    Frees come by position through the tree cache (`free_typed`), since the two types' slot ids overlap.
+
+    Capacity is reported in full-attention tokens: a large page carved for cross-attention counts as
+    the full-attention slots it displaces (see JengaRadixCache's sizes), so sglang's token accounting
+    stays exact when idle and conservative while busy. That requires an encoder token to cost no more
+    than a text token (true for mllama: fewer cross-attention than self-attention layers).
+    """
+
+    def __init__(self, jenga: JengaBuffer, kvcache: Any, dtype: torch.dtype, device: str) -> None:
+        super().__init__(jenga, kvcache, dtype, device)
+        self.cross = TypeSlots(jenga, "cross")
+        self._plan: list[tuple[int, int]] | None = None
+
+    def plan_extend(self, plan: list[tuple[int, int]] | None) -> None:
+        """(encoder tokens, text tokens) per request of the next `alloc`, in batch order; None clears."""
+        self._plan = plan
+
+    def alloc(self, need_size: int) -> torch.Tensor | None:
+        plan = self._plan
+        if not plan or sum(c + f for c, f in plan) != need_size or not any(c for c, _ in plan):
+            return super().alloc(need_size)
+        cross_n, full_n = sum(c for c, _ in plan), sum(f for _, f in plan)
+        if not can_alloc(self.jenga, {"cross": cross_n, "full": full_n}):
+            return None
+        cross, full = self.cross.alloc(cross_n), self.slots.alloc(full_n)
+        parts, ci, fi = [], 0, 0
+        for c, f in plan:
+            parts += [cross[ci:ci + c], full[fi:fi + f]]
+            ci, fi = ci + c, fi + f
+        return torch.cat(parts)
+
+    def free_typed(self, name: str, slots: torch.Tensor) -> None:
+        """Free slots known to be of type `name` (honours free groups for the full type)."""
+        if name == "cross":
+            self.cross.free(slots)
+        else:
+            self.free(slots)

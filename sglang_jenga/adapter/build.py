@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from sglang_jenga.adapter.allocator import JengaSWAAllocator, JengaTokenAllocator
+from sglang_jenga.adapter.allocator import JengaEncoderDecoderAllocator, JengaSWAAllocator, JengaTokenAllocator
 from sglang_jenga.adapter.buffer import JengaBuffer
 from sglang_jenga.adapter.compat import (
     GEMMA_ARCHITECTURES,
@@ -25,8 +25,8 @@ from sglang_jenga.adapter.compat import (
     schedule_args,
     sglang_classes,
 )
-from sglang_jenga.adapter.pool import JengaMHAPool, JengaSWAKVPool
-from sglang_jenga.core import FullAttentionSpec, ModelSpec, SlidingWindowSpec, plan_layout
+from sglang_jenga.adapter.pool import JengaMHAPool, JengaSWAKVPool, JengaTypedKVPool
+from sglang_jenga.core import CrossAttentionSpec, FullAttentionSpec, ModelSpec, SlidingWindowSpec, plan_layout
 
 _sgl = sglang_classes()
 logger = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ class ModelLayers:
     full_layer_ids: list[int]
     swa_layer_ids: list[int]
     window: int | None
+    cross_layer_ids: list[int]
+    encoder_tokens: int
     kv_heads: int
     head_dim: int
     dtype: torch.dtype
@@ -55,6 +57,8 @@ class ModelLayers:
         if self.swa_layer_ids:
             assert self.window is not None
             groups.append((SlidingWindowSpec(window=self.window, **geo), len(self.swa_layer_ids)))
+        if self.cross_layer_ids:
+            groups.append((CrossAttentionSpec(encoder_tokens=self.encoder_tokens, **geo), len(self.cross_layer_ids)))
         return ModelSpec.of(name, [(s, n) for s, n in groups if n])
 
 
@@ -63,14 +67,28 @@ def describe_layers(kvc: Any) -> ModelLayers:
     mc, info = kvc.model_config, kvc.layer_info
     _reject_unsupported(kvc)
     tp, dcp = parallel_sizes()
+    full, swa, window = list(range(info.start_layer, info.end_layer)), [], None
     if info.swa_attention_layer_ids:
         full, swa, window = list(info.full_attention_layer_ids), list(info.swa_attention_layer_ids), \
             kvc.sliding_window_size
-    else:
-        full, swa, window = list(range(info.start_layer, info.end_layer)), [], None
+    cross = [i for i in getattr(mc.hf_text_config, "cross_attention_layers", None) or [] if i in full]
+    full = [i for i in full if i not in cross]
     if not full:
         raise UnsupportedModelError("--memory-manager jenga needs at least one full-attention layer")
-    return ModelLayers(full, swa, window, mc.get_num_kv_heads(tp, dcp), mc.head_dim, kvc.kv_cache_dtype)
+    if cross and len(cross) > len(full):
+        raise UnsupportedModelError(f"{mc.hf_config.architectures[0]} has more cross-attention than "
+                                    "self-attention layers (not supported)")
+    return ModelLayers(full, swa, window, cross, _encoder_tokens(mc), mc.get_num_kv_heads(tp, dcp),
+                       mc.head_dim, kvc.kv_cache_dtype)
+
+
+def _encoder_tokens(mc: Any) -> int:
+    """Most encoder tokens of one request (mllama: tiles x (patches + 1)); 0 without a vision tower."""
+    vision = getattr(mc.hf_config, "vision_config", None)
+    if vision is None:
+        return 0
+    patches = (vision.image_size // vision.patch_size) ** 2 + 1
+    return int(vision.max_num_tiles * patches)
 
 
 def _reject_unsupported(kvc: Any) -> None:
@@ -83,8 +101,6 @@ def _reject_unsupported(kvc: Any) -> None:
         problems.append(f"{arch} has Mamba/linear-attention layers (not yet supported)")
     if kvc.use_mla_backend:
         problems.append(f"{arch} uses MLA attention (not supported)")
-    if mc.is_encoder_decoder:
-        problems.append(f"{arch} has cross-attention layers (not yet supported)")
     if kvc.is_hybrid_swa_compress:
         problems.append(f"{arch} compresses its sliding-window KV (not supported)")
     if mc.v_head_dim != mc.head_dim:
@@ -114,7 +130,8 @@ def budget_bytes(kvc: Any, layers: ModelLayers, pre_model_load_memory: int) -> i
         wanted = max_tokens * cell * len(layers.full_layer_ids) + int(max_tokens * swa_ratio) * cell * len(
             layers.swa_layer_ids)
     else:
-        wanted = max_tokens * cell * (len(layers.full_layer_ids) + len(layers.swa_layer_ids))
+        all_layers = len(layers.full_layer_ids) + len(layers.swa_layer_ids) + len(layers.cross_layer_ids)
+        wanted = max_tokens * cell * all_layers
     return min(wanted, profiled)
 
 
@@ -154,6 +171,10 @@ def _build_pools(kvc: Any, jenga: JengaBuffer, layers: ModelLayers) -> tuple[Any
               "device": kvc.device, "enable_memory_saver": False}
     share = {t.name: jenga.nbytes * t.token_bytes // sum(u.token_bytes for u in jenga.layout.types)
              for t in jenga.layout.types}
+    if layers.cross_layer_ids:
+        pool = JengaTypedKVPool(jenga=jenga, dtype=layers.dtype, common=common, reported_bytes=share,
+                                layer_ids={"full": layers.full_layer_ids, "cross": layers.cross_layer_ids})
+        return pool, JengaEncoderDecoderAllocator(jenga, pool, layers.dtype, kvc.device)
     if not layers.swa_layer_ids:
         info = kvc.layer_info
         pool = JengaMHAPool(jenga=jenga, type_name="full", reported_bytes=jenga.nbytes, dtype=layers.dtype,

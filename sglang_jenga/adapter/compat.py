@@ -32,6 +32,7 @@ TORCH_NATIVE_EXTEND = (
 TORCH_NATIVE_DECODE = (
     "sglang.srt.layers.attention.torch_native_backend.TorchNativeAttnBackend._run_sdpa_forward_decode"
 )
+ALLOC_FOR_EXTEND = "sglang.srt.mem_cache.allocation.alloc_for_extend"
 DUMMY_WEIGHTS = "sglang.srt.model_loader.weight_utils.initialize_dummy_weights"
 INTERNAL_STATE_MEMORY = (
     "sglang.srt.managers.scheduler_components.internal_state.SchedulerInternalStateController._add_memory_usage"
@@ -56,7 +57,7 @@ def sglang_classes() -> types.SimpleNamespace:
     from sglang.srt.mem_cache.allocator.swa import SWATokenToKVPoolAllocator
     from sglang.srt.mem_cache.allocator.token import TokenToKVPoolAllocator
     from sglang.srt.mem_cache.kv_cache_configurator import KVCacheConfigResult
-    from sglang.srt.mem_cache.memory_pool import MHATokenToKVPool
+    from sglang.srt.mem_cache.memory_pool import KVCache, MHATokenToKVPool
     from sglang.srt.mem_cache.prefill_budget import SharedSWAPrefillBudget
     from sglang.srt.mem_cache.swa_memory_pool import SWAKVPool
     from sglang.srt.mem_cache.unified_cache.components import ComponentType
@@ -67,6 +68,7 @@ def sglang_classes() -> types.SimpleNamespace:
         TokenToKVPoolAllocator=TokenToKVPoolAllocator,
         SWATokenToKVPoolAllocator=SWATokenToKVPoolAllocator,
         MHATokenToKVPool=MHATokenToKVPool,
+        KVCache=KVCache,
         SWAKVPool=SWAKVPool,
         SharedSWAPrefillBudget=SharedSWAPrefillBudget,
         KVCacheConfigResult=KVCacheConfigResult,

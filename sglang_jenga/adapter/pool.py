@@ -62,3 +62,55 @@ class JengaSWAKVPool(_sgl.SWAKVPool):
             swa_kv_pool_kwargs={"jenga": jenga, "type_name": "swa", **swa_kwargs},
             **kwargs,
         )
+
+
+class JengaTypedKVPool(_sgl.KVCache):
+    """Layers of several jenga types that need no slot translation (full self-attention and
+    cross-attention of an encoder-decoder model): each layer reads and writes its own type's slots,
+    which sglang already keeps apart (encoder positions of `req_to_token` hold cross-attention slots,
+    text positions full-attention slots)."""
+
+    def __init__(self, *, jenga: JengaBuffer, layer_ids: dict[str, list[int]], dtype: torch.dtype,
+                 common: dict[str, Any], reported_bytes: dict[str, int]) -> None:
+        self.jenga = jenga
+        self.dtype = self.store_dtype = dtype
+        self.device = common["device"]
+        self.page_size, self.start_layer = 1, 0
+        self.head_num, self.head_dim = common["head_num"], common["head_dim"]
+        self.layer_transfer_counter = None
+        self.pools = {
+            name: JengaMHAPool(jenga=jenga, type_name=name, reported_bytes=reported_bytes[name], dtype=dtype,
+                               layer_num=len(ids), **common)
+            for name, ids in layer_ids.items()
+        }
+        self.layers_mapping = {
+            lid: (self.pools[name], i) for name, ids in layer_ids.items() for i, lid in enumerate(ids)
+        }
+        self.layer_num = len(self.layers_mapping)
+        self.end_layer = self.layer_num - 1
+        self.size = self.pools["full"].size
+        self.mem_usage = sum(p.mem_usage for p in self.pools.values())
+
+    def get_key_buffer(self, layer_id: int) -> torch.Tensor:
+        pool, i = self.layers_mapping[layer_id]
+        return pool.get_key_buffer(i)
+
+    def get_value_buffer(self, layer_id: int) -> torch.Tensor:
+        pool, i = self.layers_mapping[layer_id]
+        return pool.get_value_buffer(i)
+
+    def get_kv_buffer(self, layer_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.get_key_buffer(layer_id), self.get_value_buffer(layer_id)
+
+    def get_v_head_dim(self) -> int:
+        return self.head_dim
+
+    def set_kv_buffer(self, layer: Any, loc_info: Any, cache_k: torch.Tensor, cache_v: torch.Tensor,
+                      k_scale: float | None = None, v_scale: float | None = None) -> None:
+        pool, i = self.layers_mapping[layer.layer_id]
+        loc = loc_info.loc if hasattr(loc_info, "loc") else loc_info
+        pool.set_kv_buffer(None, loc, cache_k, cache_v, k_scale, v_scale, layer_id_override=i)
+
+    def get_kv_size_bytes(self) -> tuple[int, int]:
+        sizes = [p.get_kv_size_bytes() for p in self.pools.values()]
+        return sum(k for k, _ in sizes), sum(v for _, v in sizes)

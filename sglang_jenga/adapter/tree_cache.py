@@ -38,6 +38,8 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         self.page_size = 1
         self.jenga = jenga
         self.has_swa = "swa" in jenga.layout.type_names
+        self.has_cross = "cross" in jenga.layout.type_names
+        self._kv_encoder_len: dict[int, int] = {}  # id(req.kv) -> encoder tokens at the row's start
         self.sliding_window_size = params.sliding_window_size if self.has_swa else None
         self.draft_swa_window = params.draft_swa_window
         self.root_node = ROOT
@@ -53,6 +55,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         self.tree = TypedRadixTree(self.jenga.allocator)
         self.pages_evicted = dict.fromkeys(self.tree.names, 0)
         self._full = self.tree.names.index("full")
+        self._cross = self.tree.names.index("cross") if self.has_cross else -1
         self._locks: dict[int, list[LockHandle]] = {}
 
     def is_root(self, node: Any) -> bool:
@@ -64,25 +67,52 @@ class JengaRadixCache(_sgl.BasePrefixCache):
     def supports_prefix_sharing(self) -> bool:
         return not self.disable
 
+    # -- keys -----------------------------------------------------------------------------------
+    # An encoder-decoder request's row starts with its encoder (image) tokens, whose token ids are
+    # sglang's per-image pad values. The core tree keys them as part of the extra key: the image's
+    # cross-attention pages live on that key's root, the text tokens form the radix path below it.
+    def encoder_len(self, req: Any) -> int:
+        """Encoder tokens at the start of `req`'s row (0 for text-only requests and models)."""
+        if not self.has_cross or req is None or req.multimodal_inputs is None:
+            return 0
+        return int(req.multimodal_inputs.num_image_tokens or 0)
+
+    def note_request(self, req: Any) -> None:
+        """Remember where `req`'s encoder tokens end, for frees that come by row position."""
+        if self.has_cross:
+            self._kv_encoder_len[id(req.kv)] = self.encoder_len(req)
+
+    def on_release(self, req: Any, *, checkpointed: bool) -> None:
+        self._kv_encoder_len.pop(id(req.kv), None)
+
+    @staticmethod
+    def _split_key(tokens: Any, extra: tuple, enc: int) -> tuple[Any, tuple]:
+        return (tokens[enc:], (*extra, tuple(tokens[:enc]))) if enc else (tokens, extra)
+
     # -- match ----------------------------------------------------------------------------------
     def match_prefix(self, params: Any) -> Any:
-        key = params.key
+        key, enc = params.key, self.encoder_len(params.req)
         tokens = key.raw_token_ids()
-        if self.disable or len(tokens) == 0:
+        if self.disable or len(tokens) == 0 or len(tokens) < enc:
             return _sgl.MatchResult(0, ROOT, ROOT, ROOT)
-        hit = self.tree.match(tokens, _extra_key(key))
-        node = ROOT if hit.node is None else hit.node
-        return _sgl.MatchResult(hit.hit_tokens, node, node, node)
+        text, extra = self._split_key(tokens, _extra_key(key), enc)
+        hit = self.tree.match(text, extra)
+        if hit.node is None or (enc and not hit.pages["cross"].pages):
+            return _sgl.MatchResult(0, ROOT, ROOT, ROOT)
+        return _sgl.MatchResult(enc + hit.hit_tokens, hit.node, hit.node, hit.node)
 
     def touch_prefix(self, key: Any) -> None:
         tokens = key.raw_token_ids()
-        if not self.disable and len(tokens):
+        if not self.disable and len(tokens) and not self.has_cross:
             self.tree.match(tokens, _extra_key(key))
 
     def path_device_indices(self, node: Any) -> torch.Tensor:
-        """Full-attention slots from the root to the end of `node`."""
-        pages = self._path_pages(node, self._full)
-        return self.jenga.to_slots("full", pages)
+        """Slots from the row's start to the end of `node`: the encoder's cross-attention slots (if
+        any), then the full-attention slots of the text path."""
+        full = self.jenga.to_slots("full", self._path_pages(node, self._full))
+        if node is ROOT or not self.has_cross or not node.root.req_pages[self._cross]:
+            return full
+        return torch.cat([self.jenga.to_slots("cross", node.root.req_pages[self._cross]), full])
 
     def _path_pages(self, node: Any, t: int) -> list[int | None]:
         parts: list[list[int | None]] = []
@@ -100,15 +130,19 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         bring their full pages and, where the request has not released them, their SWA pages; the
         tree frees what it already had (duplicates) and adopts SWA pages into its tombstones.
         """
-        if self.disable:
+        enc = self.encoder_len(req)
+        if self.disable or up_to < enc:
             return
         kv, tokens = req.kv, req.full_untruncated_fill_ids[:up_to]
         n, protected = len(tokens), kv.cache_protected_len
         row = self.req_to_token_pool.req_to_token[kv.req_pool_idx, :n].to(torch.int64)
-        pages: dict[str, list[int | None]] = {"full": list(self.jenga.to_pages("full", row))}
+        text, extra = self._split_key(tokens, _extra_key_of(req), enc)
+        pages: dict[str, list[int | None]] = {"full": list(self.jenga.to_pages("full", row[enc:]))}
+        if enc:
+            pages["cross"] = list(self.jenga.to_pages("cross", row[:enc]))
         if self.has_swa:
             pages["swa"] = self._request_swa_pages(kv, row, protected)
-        result = self.tree.insert(tokens, pages, _extra_key_of(req))
+        result = self.tree.insert(text, pages, extra)
         self._after_free(result.duplicates_freed)
         new_row = self.path_device_indices(result.node)
         assert len(new_row) == n, (len(new_row), n)
@@ -120,6 +154,19 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         self.unlock(req.lock)
         req.lock = self.lock(result.node)
         req.last_node = result.node
+
+    def free_kv_row(self, kv: Any, ranges: list[tuple[int, int]]) -> None:
+        """Free row ranges; encoder positions go back as cross-attention slots, the rest as usual."""
+        enc = self._kv_encoder_len.get(id(kv), 0)
+        if not enc:
+            return super().free_kv_row(kv, ranges)
+        row = self.req_to_token_pool.req_to_token[kv.req_pool_idx]
+        cross = [row[lo:min(hi, enc)] for lo, hi in ranges if lo < enc]
+        if cross:
+            self.token_to_kv_pool_allocator.free_typed("cross", torch.cat(cross).long())
+        text = [(max(lo, enc), hi) for lo, hi in ranges if hi > enc]
+        if text:
+            super().free_kv_row(kv, text)
 
     def _request_swa_pages(self, kv: Any, row: torch.Tensor, protected: int) -> list[int | None]:
         """SWA page per position: None below `protected` (the tree's) and where the request released its
@@ -203,10 +250,26 @@ class JengaRadixCache(_sgl.BasePrefixCache):
 
     def evictable_size(self) -> int:
         cached, locked = self._cached("full")
-        return cached - locked
+        return cached - locked + self._cross_evictable_equiv()
 
     def protected_size(self) -> int:
-        return self._cached("full")[1]
+        return self._cached("full")[1] + self._cross_held_equiv() - self._cross_evictable_equiv()
+
+    # Encoder-decoder models: sglang counts tokens, and the allocator reports capacity in
+    # full-attention tokens, so cross-attention pages are counted as the full-attention slots of the
+    # large pages they occupy (exact when idle, conservative for what eviction can free).
+    def _cross_held_equiv(self) -> int:
+        if not self.has_cross:
+            return 0
+        carved = self.jenga.allocator.of("cross").stats().large_pages_carved
+        return carved * self.jenga.layout.type("full").pages_per_large
+
+    def _cross_evictable_equiv(self) -> int:
+        if not self.has_cross:
+            return 0
+        cached, locked = self._cached("cross")
+        per_large = self.jenga.layout.type("cross").pages_per_large
+        return (cached - locked) // per_large * self.jenga.layout.type("full").pages_per_large
 
     full_evictable_size = evictable_size
     full_protected_size = protected_size
