@@ -118,7 +118,11 @@ def _configure(original: Any, configurator: Any, *, pre_model_load_memory: int) 
     if not is_active():
         return original(configurator, pre_model_load_memory=pre_model_load_memory)
     compat.check_version()
-    from sglang_jenga.adapter.build import configure
+    from sglang_jenga.adapter.build import UnsupportedModelError, configure
+
+    problems = unsupported_flags(configurator.server_args)  # the Engine API skips the CLI check
+    if problems:
+        raise UnsupportedModelError("--memory-manager jenga cannot be combined with " + "; ".join(problems))
 
     return configure(configurator, pre_model_load_memory)
 
