@@ -246,9 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=None, help="arrivals per second (inf: all at t=0)")
     p.add_argument("--min-doc", type=int, default=None, help="longdoc: shortest document")
     p.add_argument("--max-doc", type=int, default=None, help="longdoc: longest document")
+    p.add_argument("--spread-s", type=float, default=None, help="longdoc: mean seconds between a document's questions")
     args = p.parse_args(argv)
-    kwargs = {k: v for k, v in (("rate", args.rate), ("min_doc", args.min_doc), ("max_doc", args.max_doc))
-              if v is not None}
+    kwargs = {k: v for k, v in (("rate", args.rate), ("min_doc", args.min_doc), ("max_doc", args.max_doc),
+                                ("spread_s", args.spread_s)) if v is not None}
     trace = generate(args.kind, args.n, args.seed, **kwargs)
     dump(trace, args.out)
     total = sum(r.prompt_len + r.image_tokens for r in trace)
