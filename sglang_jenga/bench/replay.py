@@ -57,7 +57,7 @@ from .traces import TraceRequest, load, materialize
 GIB = 1 << 30
 MANAGERS = ("jenga", "sglang", "sglang-tuned", "uniform")
 SWA_RATIOS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
-MAMBA_RATIOS = (0.1, 0.25, 0.5, 0.9, 1.5, 3.0, 6.0, 12.0)
+MAMBA_RATIOS = (0.1, 0.25, 0.5, 0.9, 1.5, 3.0, 6.0, 12.0, 24.0, 48.0)
 
 
 @dataclass(frozen=True)
