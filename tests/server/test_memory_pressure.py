@@ -2,7 +2,7 @@
 
 The budget is 600 tokens of the default layout (6 layers of full-length KV, since sglang runs
 Gemma-3 without hybrid sliding-window memory); jenga gets the same bytes. Twelve requests with
-~45-token prompts and 200-token decodes arrive together. The default manager reserves each
+~45-token prompts and 80-token decodes arrive together. The default manager reserves each
 request's whole decode at admission and queues the rest; jenga keeps only a window of sliding-
 window KV per request, admits many more, and under this budget evicts cached pages and retracts
 running requests (recomputing them later) on the way. Outputs must still match token for token; jenga must run more
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 BUDGET_TOKENS = 600
 LINE = "The lighthouse keeper wrote down the weather, the ships and the birds every single evening. "
 PROMPTS = [f"Log {k}: " + LINE * 2 + f"Entry number {k}." for k in range(12)]
-NEW_TOKENS = 200
+NEW_TOKENS = 80
 
 
 @pytest.fixture(scope="module")

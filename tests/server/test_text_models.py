@@ -28,7 +28,6 @@ PROMPTS = [
     "The stone bridge carries a road",
     STORY * 6,  # several hundred tokens: beyond the window and across several prefill chunks
     STORY * 2 + "What did the islanders repair?",
-    "Hello there, how are you today?",
 ]
 
 
