@@ -1,0 +1,124 @@
+"""End to end on CPU: `python -m sglang.bench_serving` against real servers, jenga vs sglang's default.
+
+    SGLANG_USE_CPU_ENGINE=1 python -m sglang_jenga.bench.serving [--models gemma3 mellum]
+        [--budget-tokens 1200] [--num-prompts 48] [--input-len 160] [--output-len 96] [--json OUT]
+
+For each tiny zoo model, a default server and a jenga server with the same KV byte budget
+(`--max-total-tokens`, which under jenga means the bytes the default layout would use) are started
+side by side, one CPU core each. sglang's own client sends the same burst of random token ids (`random-ids`, no download) to each
+(`--request-rate inf`, fixed seed). Printed per model and manager: request throughput, mean and
+peak running requests (from the scheduler's per-step decode log) and retractions (from its log),
+and the jenga / default ratios.
+
+`--enable-unified-memory` (sglang's one-buffer SWA/Mamba pool) is not in this comparison: it
+refuses the torch_native attention backend, the only one that runs on CPU (it needs
+fa3/fa4/flashinfer/triton/trtllm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from sglang_jenga.models import build
+from sglang_jenga.server import Server
+
+SERVER_FLAGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--decode-log-interval", "1")
+ENV = {"SGLANG_JENGA_DUMMY_WEIGHT_RANGE": "0.5"}
+
+
+def start_pair(model_dir: Path, budget_tokens: int) -> dict[str, Server]:
+    servers = {
+        manager: Server(model_dir, *SERVER_FLAGS, "--max-total-tokens", str(budget_tokens), "--memory-manager",
+                        manager, env={**ENV, "SGLANG_CPU_OMP_THREADS_BIND": str(core % (os.cpu_count() or 1))})
+        for core, manager in enumerate(("default", "jenga"))
+    }
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for future in [pool.submit(s.start) for s in servers.values()]:
+                future.result()
+    except BaseException:
+        for s in servers.values():
+            s.stop()
+        raise
+    return servers
+
+
+def run_client(server: Server, args: argparse.Namespace) -> dict[str, Any]:
+    """sglang's bench_serving against `server`; returns its JSON result line."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.jsonl"
+        cmd = [sys.executable, "-m", "sglang.bench_serving", "--backend", "sglang", "--base-url", server.url,
+               "--model", server.model_path, "--tokenizer", server.model_path, "--dataset-name", "random-ids",
+               "--num-prompts", str(args.num_prompts), "--random-input-len", str(args.input_len),
+               "--random-output-len", str(args.output_len), "--random-range-ratio", "0.5",
+               "--request-rate", "inf", "--seed", "1", "--disable-tqdm", "--output-file", str(out)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600,
+                              env={**os.environ, "SGLANG_USE_CPU_ENGINE": "1"})
+        if done.returncode != 0:
+            raise RuntimeError(f"bench_serving failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        return dict(json.loads(out.read_text().strip().splitlines()[-1]))
+
+
+def log_stats(log: str) -> dict[str, float]:
+    """Running requests per decode step (mean over busy steps, peak) and retracted requests."""
+    running = [int(n) for n in re.findall(r"Decode batch, #running-req: (\d+)", log)]
+    busy = [n for n in running if n > 0]
+    retracted = sum(int(n) for n in re.findall(r"#retracted_reqs: (\d+)", log))
+    return {"mean_running": statistics.fmean(busy) if busy else 0.0, "max_running": max(running, default=0),
+            "retractions": retracted}
+
+
+def bench_model(name: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    model_dir = build(name, Path(args.zoo) / name)
+    servers = start_pair(model_dir, args.budget_tokens)
+    try:
+        results = {}
+        for manager, server in servers.items():
+            client = run_client(server, args)
+            results[manager] = {"request_throughput": client["request_throughput"],
+                                "output_throughput": client["output_throughput"], **log_stats(server.log())}
+        return results
+    finally:
+        for s in servers.values():
+            s.stop()
+
+
+def print_table(all_results: dict[str, dict[str, dict[str, float]]]) -> None:
+    cols = ("request_throughput", "mean_running", "max_running", "retractions")
+    print(f"{'model':8} {'manager':8} " + " ".join(f"{c:>18}" for c in cols))
+    for model, results in all_results.items():
+        for manager, r in results.items():
+            print(f"{model:8} {manager:8} " + " ".join(f"{r[c]:>18.2f}" for c in cols))
+        d, j = results["default"], results["jenga"]
+        ratios = " ".join(f"{(j[c] / d[c] if d[c] else float('nan')):>17.2f}x" for c in cols)
+        print(f"{model:8} {'ratio':8} {ratios}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["gemma3", "mellum"])
+    parser.add_argument("--budget-tokens", type=int, default=1200)
+    parser.add_argument("--num-prompts", type=int, default=48)
+    parser.add_argument("--input-len", type=int, default=160)
+    parser.add_argument("--output-len", type=int, default=96)
+    parser.add_argument("--zoo", default="out/zoo")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    results = {name: bench_model(name, args) for name in args.models}
+    print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
