@@ -16,10 +16,11 @@ is paid once per k pages); no scan over all pages. `free` and `alloc` are atomic
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from itertools import compress, repeat
+from operator import floordiv, not_
+from typing import NamedTuple, cast
 
 from .layout import Layout, TypeLayout
 
@@ -87,7 +88,13 @@ class LargePagePool:
 
 
 class SmallPageAllocator:
-    """Small pages of one type. Mutated only through `alloc`, `alloc_each`, `free`, `close_owner`."""
+    """Small pages of one type. Mutated only through `alloc`, `alloc_each`, `free`, `close_owner`.
+
+    Bookkeeping: `_free_in[lp]` is the free-slot stack of carved large page `lp` (pop = next handed out); it
+    exists exactly for carved large pages that have free slots or are some owner's open page (a large page
+    taken whole for a bulk request has none until a page of it is freed). `_open_slots[owner]` is the same
+    list object as `_free_in[_open[owner]]`, so a decode step is one pop per owner.
+    """
 
     def __init__(self, pool: LargePagePool, type_index: int, geometry: TypeLayout) -> None:
         self.pool = pool
@@ -97,11 +104,13 @@ class SmallPageAllocator:
         self.pages_per_large = geometry.pages_per_large
         self.pages_used = 0
         self.pages_free_in_carved = 0
-        self._free_in: dict[int, list[int]] = {}  # carved large page -> its free small pages (pop = lowest)
+        self.large_pages_carved = 0
+        self._free_in: dict[int, list[int]] = {}  # see the class docstring
         self._avail: dict[int, None] = {}  # carved, not open, with free slots (insertion-ordered set)
         self._open_avail: dict[int, None] = {}  # open, with free slots
         self._open: dict[int, int] = {}  # owner -> its open large page
         self._opener: dict[int, int] = {}  # open large page -> owner
+        self._open_slots: dict[int, list[int]] = {}  # owner -> _free_in[its open large page]
         self._used = bytearray(pool.total * self.pages_per_large)
 
     @property
@@ -123,18 +132,18 @@ class SmallPageAllocator:
 
     def used_in_large(self, large_page: int) -> int:
         """Used small pages of this type inside `large_page` (0 if this type has not carved it). O(1)."""
-        slots = self._free_in.get(large_page)
-        return 0 if slots is None else self.pages_per_large - len(slots)
+        if self.pool.carver[large_page] != self.type_index:
+            return 0
+        return self.pages_per_large - len(self._free_in.get(large_page, ()))
 
     def alloc(self, num_pages: int, owner: int) -> list[int]:
         """`num_pages` page ids for `owner`, placed request-aware (module docstring). Raises OutOfPagesError
-        (nothing allocated) if fewer are available. O(num_pages) amortised."""
+        (nothing allocated) if fewer are available. O(num_pages) amortised, whole large pages by slices."""
         if num_pages > self.available():
             raise OutOfPagesError(self.name, num_pages, self.available())
         out: list[int] = []
-        lp = self._open.get(owner)
-        if lp is not None and self._free_in[lp]:
-            self._take(lp, num_pages, out)
+        if num_pages and self._open_slots.get(owner):
+            self._take(self._open[owner], num_pages, out)
         k, pool = self.pages_per_large, self.pool
         while len(out) < num_pages:
             whole = min((num_pages - len(out)) // k, len(pool.free) - pool.low_water)
@@ -146,79 +155,154 @@ class SmallPageAllocator:
         return out
 
     def alloc_each(self, owners: Sequence[int]) -> list[int]:
-        """One page per owner, in order (a decode step). Raises OutOfPagesError, nothing allocated. O(len)."""
-        if len(owners) > self.available():
-            raise OutOfPagesError(self.name, len(owners), self.available())
+        """One page per owner, in order (a decode step): the same pages as `alloc(1, owner)` for each owner
+        in turn. Raises OutOfPagesError, nothing allocated. O(len): owners whose open large page has a free
+        slot take it with one C-level pop each; the others get new open pages in one batch (`_open_new`)."""
+        n = len(owners)
+        if n > self.pages_free_in_carved + len(self.pool.free) * self.pages_per_large:
+            raise OutOfPagesError(self.name, n, self.available())
+        slots = list(map(self._open_slots.get, owners))
+        out = self._pop_open(owners, cast(list[list[int]], slots)) if all(slots) else self._alloc_new(owners, slots)
+        if out is None:  # an owner listed more often than its open page has free slots, or memory pressure
+            return self._alloc_each_in_turn(owners)
+        self.pages_used += n
+        return out
+
+    def _alloc_new(self, owners: Sequence[int], slots: list[list[int] | None]) -> list[int] | None:
+        """`alloc_each` when some owners need a new open large page: pop for the others, then open new pages
+        in one batch, which cannot depend on the pops while the pool stays above low water and each of these
+        owners is listed once. Returns None, changing nothing, when that does not hold."""
+        needy = list(compress(range(len(owners)), map(not_, slots)))
+        new_owners = [owners[i] for i in needy]
+        pool = self.pool
+        if len(pool.free) - pool.low_water < len(needy) or len(set(new_owners)) < len(needy):
+            return None
+        out = self._pop_open(list(compress(owners, slots)), cast(list[list[int]], list(compress(slots, slots))))
+        if out is not None:
+            for i, page in zip(needy, self._open_new(new_owners), strict=True):
+                out.insert(i, page)
+        return out
+
+    def _pop_open(self, owners: Sequence[int], slots: list[list[int]]) -> list[int] | None:
+        """Pop one page from each of `slots` (the free lists of `owners`' open pages), or change nothing and
+        return None if a list runs out (an owner listed twice)."""
         out: list[int] = []
-        used, open_, free_in, open_avail, fast = self._used, self._open, self._free_in, self._open_avail, 0
+        try:
+            out.extend(map(list.pop, slots))
+        except IndexError:
+            for s, p in zip(reversed(slots[:len(out)]), reversed(out), strict=True):
+                s.append(p)
+            return None
+        used = self._used
+        for p in out:
+            used[p] = 1
+        self.pages_free_in_carved -= len(out)
+        if not all(slots):  # some open pages just filled up
+            open_, open_avail = self._open, self._open_avail
+            for owner in compress(owners, map(not_, slots)):
+                open_avail.pop(open_[owner], None)
+        return out
+
+    def _open_new(self, owners: list[int]) -> list[int]:
+        """First page of a new open large page for each owner (their open pages are full or absent), in
+        order, as `_next_source` would give them: holes first, then fresh large pages carved in one batch."""
+        out: list[int] = []
+        holes = min(len(self._avail), len(owners))
+        for owner in owners[:holes]:
+            self._take(self._next_source(owner), 1, out)
+        if len(owners) > holes:
+            self._carve_open(owners[holes:], out)
+        return out
+
+    def _carve_open(self, owners: list[int], out: list[int]) -> None:
+        """`_set_open(owner, _carve())` and `_take(.., 1, out)` for each owner, as bulk operations."""
+        free, carver, k, t, m = self.pool.free, self.pool.carver, self.pages_per_large, self.type_index, len(owners)
         for owner in owners:
-            lp = open_.get(owner)
-            if lp is not None and (slots := free_in[lp]):
-                page = slots.pop()
-                fast += 1
-                if not slots:
-                    del open_avail[lp]
-                used[page] = 1
-            else:
-                page = self._take(self._next_source(owner), 1, [])
-            out.append(page)
-        self.pages_free_in_carved -= fast
+            self.close_owner(owner)
+        lps = free[len(free) - m:]
+        del free[len(free) - m:]
+        lps.reverse()
+        for lp in lps:
+            carver[lp] = t
+        firsts = [lp * k for lp in lps]
+        lists = [list(range(b + k - 1, b, -1)) for b in firsts]
+        self._free_in.update(zip(lps, lists, strict=True))
+        self._open.update(zip(owners, lps, strict=True))
+        self._opener.update(zip(lps, owners, strict=True))
+        self._open_slots.update(zip(owners, lists, strict=True))
+        if k > 1:
+            self._open_avail.update(dict.fromkeys(lps))
+        used = self._used
+        for p in firsts:
+            used[p] = 1
+        out.extend(firsts)
+        self.pages_free_in_carved += m * (k - 1)
+        self.large_pages_carved += m
+
+    def _alloc_each_in_turn(self, owners: Sequence[int]) -> list[int]:
+        """`alloc_each` one owner after the other (repeated owners, or under memory pressure)."""
+        out: list[int] = []
+        for owner in owners:
+            self._take(self._source_for(owner), 1, out)
         self.pages_used += len(owners)
         return out
 
     def free(self, pages: Iterable[int]) -> int:
         """Free `pages`; returns how many large pages went back to the pool. Raises ValueError, freeing
         nothing, if a page is not allocated or listed twice. O(len(pages))."""
-        pages = list(pages)
+        pages = pages if type(pages) is list else list(pages)
         self._mark_freeing(pages)
-        k, before = self.pages_per_large, len(self.pool.free)
-        if len(pages) >= k:
+        before = len(self.pool.free)
+        if len(pages) >= self.pages_per_large:
             pages = self._free_whole_large(pages)
-        for p in pages:
-            self._used[p] = 0
-            lp = p // k
-            slots = self._free_in[lp]
-            slots.append(p)
-            if len(slots) == k:
-                self._uncarve(lp)
-            elif len(slots) == 1:
-                (self._open_avail if lp in self._opener else self._avail)[lp] = None
-        self.pages_used -= len(pages)
-        self.pages_free_in_carved += len(pages)
+        if pages:
+            self._free_each(pages)
         return len(self.pool.free) - before
 
     def close_owner(self, owner: int) -> None:
         """Forget `owner`'s open large page (call when the request finishes); its free slots become holes."""
         lp = self._open.pop(owner, None)
         if lp is not None:
-            del self._opener[lp]
+            del self._opener[lp], self._open_slots[owner]
             if self._open_avail.pop(lp, 0) is None:
                 self._avail[lp] = None
+            else:
+                del self._free_in[lp]  # full and no longer open: no free list
 
     def stats(self) -> TypeStats:
         g = self.geometry
-        return TypeStats(self.name, self.pages_used, self.pages_free_in_carved, len(self._free_in),
+        return TypeStats(self.name, self.pages_used, self.pages_free_in_carved, self.large_pages_carved,
                          self.pages_used * g.page_bytes, self.pages_free_in_carved * g.page_bytes,
                          self.pages_used * g.padding_bytes_per_page)
 
     def check_integrity(self) -> None:
         """Assert: carved pages belong to this type, used + free slots == k per carved page, counters match,
-        open/avail bookkeeping consistent, no used page outside a carved large page."""
-        k, used_total, free_total = self.pages_per_large, 0, 0
-        for lp, slots in self._free_in.items():
-            assert self.pool.carver[lp] == self.type_index, f"{self.name}: {lp} carved by another type"
+        free lists exist exactly where the class docstring says, open/avail bookkeeping consistent, no used
+        page outside a carved large page. O(pool)."""
+        k, used, used_total, free_total = self.pages_per_large, self._used, 0, 0
+        carved = [lp for lp, t in enumerate(self.pool.carver) if t == self.type_index]
+        assert len(carved) == self.large_pages_carved, f"{self.name}: carved count"
+        assert set(self._free_in) <= set(carved), f"{self.name}: free list of a large page it has not carved"
+        for lp in carved:
+            slots = self._free_in.get(lp, [])
             assert len(set(slots)) == len(slots) < k, f"{self.name}: bad free list in large page {lp}"
-            assert all(lp * k <= s < lp * k + k and not self._used[s] for s in slots)
-            used_here = sum(self._used[lp * k:lp * k + k])
+            assert all(lp * k <= s < lp * k + k and not used[s] for s in slots)
+            used_here = used.count(1, lp * k, lp * k + k)
             assert used_here + len(slots) == k, f"{self.name}: large page {lp} used + free != k"
+            assert (lp in self._free_in) == (bool(slots) or lp in self._opener), f"{self.name}: free list {lp}"
             assert (lp in self._avail) == (bool(slots) and lp not in self._opener)
             assert (lp in self._open_avail) == (bool(slots) and lp in self._opener)
             used_total, free_total = used_total + used_here, free_total + len(slots)
-        assert used_total == self.pages_used == self._used.count(1), f"{self.name}: used count"
+        assert used_total == self.pages_used == used.count(1), f"{self.name}: used count"
         assert free_total == self.pages_free_in_carved, f"{self.name}: free-in-carved count"
-        assert set(self._avail) <= set(self._free_in)
         assert {lp: o for o, lp in self._open.items()} == self._opener
-        assert all(lp in self._free_in for lp in self._opener)
+        assert self._open_slots.keys() == self._open.keys()
+        assert all(self._open_slots[o] is self._free_in[lp] for o, lp in self._open.items())
+
+    def _source_for(self, owner: int) -> int:
+        """Large page for the owner's next single page: its open page if that has a free slot, else
+        `_next_source`."""
+        return self._open[owner] if self._open_slots.get(owner) else self._next_source(owner)
 
     def _next_source(self, owner: int) -> int:
         """Large page for the owner's next slots: a large page with holes (made its open page), else a fresh
@@ -236,52 +320,83 @@ class SmallPageAllocator:
         return lp
 
     def _take(self, lp: int, want: int, out: list[int]) -> int:
-        """Allocate up to `want` (>= 1) of `lp`'s free slots, lowest first, into `out`; returns the last."""
+        """Allocate up to `want` (>= 1) of `lp`'s free slots, in stack order, into `out`; returns the last."""
         slots, used = self._free_in[lp], self._used
-        n = min(want, len(slots))
-        chunk = slots[len(slots) - n:]
-        del slots[len(slots) - n:]
+        cut = max(0, len(slots) - want)
+        chunk = slots[cut:]
+        del slots[cut:]
         chunk.reverse()
         for p in chunk:
             used[p] = 1
         out.extend(chunk)
-        self.pages_free_in_carved -= n
+        self.pages_free_in_carved -= len(chunk)
         if not slots:
             self._avail.pop(lp, None)
             self._open_avail.pop(lp, None)
         return chunk[-1]
 
     def _take_whole(self, count: int, out: list[int]) -> None:
-        """Carve `count` free large pages and allocate all their small pages into `out` (no free lists)."""
-        free, carver, k = self.pool.free, self.pool.carver, self.pages_per_large
-        free_in, used = self._free_in, self._used
+        """Carve `count` free large pages (LIFO) and allocate all their small pages into `out`, no free lists;
+        one slice each for the flags, the ids and the carver table when the large pages are consecutive."""
+        free, carver, k, t = self.pool.free, self.pool.carver, self.pages_per_large, self.type_index
         lps = free[len(free) - count:]
         del free[len(free) - count:]
-        ones = b"\x01" * k
-        for lp in reversed(lps):
-            carver[lp] = self.type_index
-            free_in[lp] = []
+        lps.reverse()
+        self.large_pages_carved += count
+        first, last = lps[0], lps[-1]
+        if last - first == count - 1 and (count < 3 or lps == list(range(first, last + 1))):
+            carver[first:last + 1] = [t] * count
+            self._used[first * k:last * k + k] = b"\x01" * (count * k)
+            out.extend(range(first * k, last * k + k))
+            return
+        ones, used = b"\x01" * k, self._used
+        for lp in lps:
+            carver[lp] = t
             used[lp * k:lp * k + k] = ones
             out.extend(range(lp * k, lp * k + k))
 
     def _free_whole_large(self, pages: list[int]) -> list[int]:
         """Bulk free: return every large page all of whose used pages are in `pages` (marked 2) to the pool
-        at once; the pages of the other large pages are returned for the per-page path."""
+        at once, in the order of their first page in `pages`; the pages of the other large pages are returned
+        for the per-page path."""
         k, free_in = self.pages_per_large, self._free_in
-        counts = Counter(map(k.__rfloordiv__, pages))
-        whole = [lp for lp, c in counts.items() if c + len(free_in[lp]) == k]
-        zeros, used, freed_used, freed_holes = bytes(k), self._used, 0, 0
+        counts = Counter(map(floordiv, pages, repeat(k)))
+        whole = [lp for lp, c in counts.items() if c == k or (lp in free_in and c + len(free_in[lp]) == k)]
+        if not whole:
+            return pages
+        zeros, used, carver, holes = bytes(k), self._used, self.pool.carver, 0
         for lp in whole:
-            holes = len(free_in.pop(lp))
-            freed_used, freed_holes = freed_used + k - holes, freed_holes + holes
             used[lp * k:lp * k + k] = zeros
-            self._forget(lp)
-        self.pages_used -= freed_used
-        self.pages_free_in_carved -= freed_holes
+            carver[lp] = None
+            if lp in free_in:  # only these can be open or have holes
+                holes += len(free_in[lp])
+                self._unlink(lp)
+        self.pool.free.extend(whole)
+        self.pages_used -= len(whole) * k - holes
+        self.pages_free_in_carved -= holes
+        self.large_pages_carved -= len(whole)
         if len(whole) == len(counts):
             return []
         gone = set(whole)
         return [p for p in pages if p // k not in gone]
+
+    def _free_each(self, pages: list[int]) -> None:
+        """Per-page free (pages marked 2): back on their large page's free list, which returns to the pool
+        when all k slots are free."""
+        k, used, free_in, opener = self.pages_per_large, self._used, self._free_in, self._opener
+        for p in pages:
+            used[p] = 0
+            lp = p // k
+            slots = free_in.get(lp)
+            if slots is None:
+                slots = free_in[lp] = []
+            slots.append(p)
+            if len(slots) == k:
+                self._uncarve(lp)
+            elif len(slots) == 1:
+                (self._open_avail if lp in opener else self._avail)[lp] = None
+        self.pages_used -= len(pages)
+        self.pages_free_in_carved += len(pages)
 
     def _carve(self) -> int:
         lp = self.pool.free.pop()
@@ -289,46 +404,55 @@ class SmallPageAllocator:
         k = self.pages_per_large
         self._free_in[lp] = list(range(lp * k + k - 1, lp * k - 1, -1))
         self.pages_free_in_carved += k
+        self.large_pages_carved += 1
         return lp
 
     def _uncarve(self, lp: int) -> None:
         """Return a large page whose small pages are all free (its free list holds all k) to the pool."""
-        del self._free_in[lp]
+        self._unlink(lp)
         self.pages_free_in_carved -= self.pages_per_large
-        self._forget(lp)
+        self.large_pages_carved -= 1
+        self.pool.carver[lp] = None
+        self.pool.free.append(lp)
 
-    def _forget(self, lp: int) -> None:
-        """Drop `lp` from the hole/open bookkeeping and push it on the pool's free list."""
+    def _unlink(self, lp: int) -> None:
+        """Drop `lp`'s free list and its hole/open bookkeeping (it is leaving this type)."""
+        del self._free_in[lp]
         self._avail.pop(lp, None)
         self._open_avail.pop(lp, None)
         owner = self._opener.pop(lp, None)
         if owner is not None:
-            del self._open[owner]
-        self.pool.carver[lp] = None
-        self.pool.free.append(lp)
+            del self._open[owner], self._open_slots[owner]
 
     def _set_open(self, owner: int, lp: int) -> None:
         self.close_owner(owner)
         self._open[owner] = lp
         self._opener[lp] = owner
-        if self._free_in[lp]:
+        self._open_slots[owner] = slots = self._free_in[lp]
+        if slots:
             self._open_avail[lp] = None
 
     def _mark_freeing(self, pages: list[int]) -> None:
         """Validate before mutating: every page allocated and listed once (marks 1 -> 2, rolled back on
         error)."""
-        used, done = self._used, 0
-        if not pages or min(pages) >= 0:
-            with contextlib.suppress(IndexError):
+        used, bad = self._used, None
+        if pages and min(pages) < 0:
+            bad = min(pages)
+        else:
+            try:
                 for p in pages:
                     if used[p] != 1:
+                        bad = p
                         break
                     used[p] = 2
-                    done += 1
-        if done != len(pages):
-            for q in pages[:done]:
-                used[q] = 1
-            raise ValueError(f"{self.name}: page {pages[done]} is not allocated (or freed twice in one call)")
+            except IndexError:
+                bad = p
+            if bad is not None:
+                for q in pages:
+                    if 0 <= q < len(used) and used[q] == 2:
+                        used[q] = 1
+        if bad is not None:
+            raise ValueError(f"{self.name}: page {bad} is not allocated (or freed twice in one call)")
 
 
 class TwoLevelAllocator:
@@ -387,7 +511,7 @@ class TwoLevelAllocator:
     def check_integrity(self) -> None:
         """Assert the pool and every type are consistent and free + carved large pages == total. O(pages)."""
         self.pool.check_integrity(len(self.types))
-        carved = sum(len(a._free_in) for a in self.types)
+        carved = sum(a.large_pages_carved for a in self.types)
         assert carved + len(self.pool.free) == self.pool.total, "large pages lost or duplicated"
         for a in self.types:
             a.check_integrity()

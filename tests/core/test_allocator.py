@@ -46,6 +46,29 @@ def test_decode_steps_keep_each_request_in_its_own_large_pages() -> None:
     a.check_integrity()
 
 
+def test_decode_step_gives_full_owners_holes_then_fresh_pages() -> None:
+    a = _alloc(num_large=5)
+    a.alloc("full", 6, owner=1)  # large page 0, full: owner 1 needs a new open page for its next token
+    a.alloc("full", 4, owner=2)  # large page 1: 10, 11 still free for owner 2
+    a.alloc("full", 6, owner=3)  # large page 2
+    a.free("full", [13])
+    a.close_owner(3)  # 13 becomes a hole
+    # owner 1 adopts the hole, owner 2 takes its next slot, owner 4 (new) gets a fresh large page (3)
+    assert a.alloc_each("full", [1, 2, 4]) == [13, 10, 18]
+    # an owner listed three times: its last slot, then a fresh large page (4) for the other two
+    assert a.alloc_each("full", [2, 2, 2]) == [11, 24, 25]
+    a.check_integrity()
+
+
+def test_alloc_of_zero_pages_changes_nothing() -> None:
+    a = _alloc()
+    a.alloc("full", 2, owner=1)
+    before = a.stats()
+    assert a.alloc("full", 0, owner=1) == [] and a.alloc_each("full", []) == []
+    assert a.stats() == before
+    a.check_integrity()
+
+
 def test_owner_pages_free_whole_large_pages() -> None:
     a = _alloc(num_large=4)
     p1 = a.alloc("full", 6, owner=1)
