@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 
 class Node:
@@ -53,7 +53,10 @@ class Node:
         """Type t's pages held here (aligned entries that are not None, or the key root's request pages)."""
         if self.req_pages is not None and self.req_pages[t]:
             return list(self.req_pages[t])
-        return [p for p in self.pages[t] if p is not None]
+        pages = self.pages[t]
+        if self.held[t] == len(pages):
+            return cast(list[int], pages[:])
+        return [p for p in pages if p is not None]
 
     def count(self, t: int) -> int:
         """Pages of type t held here. O(1)."""

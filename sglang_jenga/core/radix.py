@@ -23,8 +23,8 @@ Costs: match and insert O(key length + depth * types); lock/unlock O(depth * typ
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import cast
 
 from .allocator import TwoLevelAllocator
@@ -54,6 +54,7 @@ class TypedRadixTree:
         self.policies: tuple[Policy, ...] = tuple(make_policy(g.spec, self.P) for g in layout.model.groups)
         self.aligned = tuple(i for i, p in enumerate(self.policies) if p.kind is not PageKind.REQUEST)
         self.request = tuple(i for i, p in enumerate(self.policies) if p.kind is PageKind.REQUEST)
+        self.gated = tuple(t for t in self.aligned if not self.policies[t].leaf_only)  # types that leave holes
         self.page_bytes = tuple(t.page_bytes for t in layout.types)
         self.cached_pages = [0] * len(self.names)
         self.locked_pages = [0] * len(self.names)
@@ -76,13 +77,12 @@ class TypedRadixTree:
         root = self._roots.get(extra_key)
         if root is None:
             return MatchResult(0, None, {})
-        toks = list(tokens)
+        toks = tokens if type(tokens) is list else list(tokens)
         path, matched = self._walk(root, toks, len(toks) // self.P)
-        entries = self._entries(path, matched)
-        hit = self._best_hit(entries, matched)
+        hit = self._best_hit(path, matched)
         node = self._node_ending_at(root, path, hit)
         self._touch(node, hit, self._tick())
-        return MatchResult(hit * self.P, node, self._hit_pages(entries, hit, root))
+        return MatchResult(hit * self.P, node, self._hit_pages(node, hit))
 
     def _walk(self, root: Node, toks: list[int], npages: int) -> tuple[list[Node], int]:
         """Nodes along the longest page-aligned match of `toks` (the last one maybe partly) and its pages."""
@@ -111,28 +111,47 @@ class TypedRadixTree:
     def _key(self, toks: list[int], at: int) -> Hashable:
         return toks[at] if self.P == 1 else tuple(toks[at:at + self.P])
 
-    def _entries(self, path: list[Node], npages: int) -> list[list[int | None]]:
-        """Per type, the aligned page entries of the first `npages` pages along `path`."""
+    def _entries(self, path: list[Node], npages: int, types: Sequence[int] | None = None) -> list[list[int | None]]:
+        """Per type, the aligned page entries of the first `npages` pages along `path` (only for `types` if
+        given, empty lists for the others)."""
         out: list[list[int | None]] = []
         for t in range(len(self.names)):
             lst: list[int | None] = []
-            if t in self.aligned:
+            if t in (self.aligned if types is None else types):
                 for node in path:
                     lst.extend(node.pages[t])
                 del lst[npages:]
             out.append(lst)
         return out
 
-    def _best_hit(self, entries: list[list[int | None]], limit: int) -> int:
-        """Largest h <= limit every policy can serve (fixpoint of the per-type max_hit)."""
-        h = limit
-        types = [t for t in self.aligned if not self.policies[t].leaf_only]  # leaf-only lists have no holes
+    def _best_hit(self, path: list[Node], limit: int) -> int:
+        """Largest h <= limit every policy can serve (fixpoint of the per-type max_hit). A type whose pages a
+        hit of h needs are all present serves h; that is checked on the nodes' held counts, so the
+        aligned entries are built (and scanned by max_hit) only when some needed page is missing."""
+        h, entries = limit, list[list[int | None]]()
         while True:
             start = h
-            for t in types:
-                h = self.policies[t].max_hit(entries[t], h)
+            for t in self.gated:
+                if not self._serves(path, t, h):
+                    entries = entries or self._entries(path, limit, self.gated)
+                    h = self.policies[t].max_hit(entries[t], h)
             if h == start:
                 return h
+
+    def _serves(self, path: list[Node], t: int, h: int) -> bool:
+        """Whether every page of type t that a hit of h pages needs is present along `path`. O(nodes it
+        spans), plus a scan of the needed part of nodes with tombstones."""
+        need, P = self.policies[t].needed_pages(h), self.P
+        for node in reversed(path):
+            s = node.start // P
+            if s >= need.stop:
+                continue
+            if node.end // P <= need.start:
+                break
+            pages = node.pages[t]
+            if node.held[t] != len(pages) and None in pages[max(need.start - s, 0):need.stop - s]:
+                return False
+        return True
 
     def _node_ending_at(self, root: Node, path: list[Node], hit: int) -> Node:
         if hit == 0:
@@ -145,16 +164,31 @@ class TypedRadixTree:
                 return self._split(node, hit)
         raise AssertionError("hit beyond the matched path")
 
-    def _hit_pages(self, entries: list[list[int | None]], hit: int, root: Node) -> dict[str, TypeHit]:
+    def _hit_pages(self, node: Node, hit: int) -> dict[str, TypeHit]:
+        """Per type, the pages a hit of `hit` pages ending at `node` needs, read off the nodes that hold them."""
         out: dict[str, TypeHit] = {}
         for t in self.aligned:
             need = self.policies[t].needed_pages(hit)
-            pages = cast(tuple[int, ...], tuple(entries[t][need.start:need.stop]))
-            out[self.names[t]] = TypeHit(need.start, pages)
-        assert root.req_pages is not None
+            out[self.names[t]] = TypeHit(need.start, self._pages_from(node, t, need.start) if need else ())
+        req = node.root.req_pages
+        assert req is not None
         for t in self.request:
-            out[self.names[t]] = TypeHit(0, tuple(root.req_pages[t]))
+            out[self.names[t]] = TypeHit(0, tuple(req[t]))
         return out
+
+    def _pages_from(self, node: Node, t: int, first: int) -> tuple[int, ...]:
+        """Type t's entries of pages [first, end of `node`) along the path (all present: a servable hit)."""
+        P, cur = self.P, node
+        if cur.start // P <= first:  # one node (a sliding window, a Mamba state)
+            return cast(tuple[int, ...], tuple(cur.pages[t][first - cur.start // P:]))
+        chunks = list[list[int | None]]()
+        while cur.start // P > first:
+            chunks.append(cur.pages[t])
+            cur = cast(Node, cur.parent)
+        out = cur.pages[t][first - cur.start // P:]
+        for chunk in reversed(chunks):
+            out += chunk
+        return cast(tuple[int, ...], tuple(out))
 
     # ---------------------------------------------------------------------------------------------- insert
     def insert(self, tokens: Sequence[int], pages: Mapping[str, Sequence[int | None]],
@@ -216,10 +250,14 @@ class TypedRadixTree:
         entries, claimed = self._entries(path, matched), list[tuple[int, list[int]]]()
         try:
             for t in self.aligned:
-                mine, theirs = args[t], entries[t]
-                if self.policies[t].leaf_only and None in mine[matched:]:
+                mine, theirs, tail = args[t], entries[t], args[t][matched:]
+                if None not in tail:
+                    adopt = cast(list[int], tail)
+                elif self.policies[t].leaf_only:
                     raise ValueError(f"{self.names[t]}: every new page must be given")
-                adopt, dups = [p for p in mine[matched:] if p is not None], list[int]()
+                else:
+                    adopt = [p for p in tail if p is not None]
+                dups = list[int]()
                 if mine[:matched] != theirs:
                     for p, q in zip(mine[:matched], theirs, strict=True):
                         if p is not None and p != q:
@@ -239,23 +277,23 @@ class TypedRadixTree:
             raise
 
     def _check_pages(self, t: int, pages: list[int], claim: bool) -> None:
-        """Pages must be in range, allocated, listed once and not cached yet; with `claim` they are flagged as
-        cached, else left untouched (repeats are found by marking 2 and unmarking). Raises ValueError, leaving
-        no flag of `pages` set. O(len)."""
-        used, cached, done = self.allocator.types[t].used_flags, self._cached[t], 0
-        if pages and min(pages) < 0:
-            raise ValueError(f"{self.names[t]}: negative page id")
-        mark = 1 if claim else 2
-        with contextlib.suppress(IndexError):
+        """Pages must be in range, allocated, listed once and not cached yet (checked with C-level gathers,
+        before anything changes); with `claim` they are then flagged as cached. Raises ValueError. O(len)."""
+        used, cached, n = self.allocator.types[t].used_flags, self._cached[t], len(pages)
+        if n > 1:
+            get = itemgetter(*pages)
+            try:
+                ok = (min(pages) >= 0 and get(cached).count(0) == n and get(used).count(1) == n
+                      and len(set(pages)) == n)
+            except IndexError:
+                ok = False
+        else:
+            ok = not pages or (0 <= pages[0] < len(cached) and not cached[pages[0]] and used[pages[0]] == 1)
+        if not ok:
+            raise ValueError(f"{self.names[t]}: a page is negative, unallocated, repeated or cached elsewhere")
+        if claim:
             for p in pages:
-                if cached[p] or used[p] != 1:
-                    break
-                cached[p] = mark
-                done += 1
-        if done != len(pages) or not claim:
-            _set_flags(cached, pages[:done], 0)
-        if done != len(pages):
-            raise ValueError(f"{self.names[t]}: a page is unallocated, repeated or cached elsewhere")
+                cached[p] = 1
 
     def _reconcile(self, path: list[Node], args: list[list[int | None]], dups: list[list[int]],
                    now: int) -> None:
@@ -322,7 +360,8 @@ class TypedRadixTree:
             need = self.policies[t].needed_pages(e)
             if self.policies[t].leaf_only or not need:
                 continue
-            if need.start < s or None in node.pages[t][need.start - s:]:
+            pages = node.pages[t]
+            if need.start < s or (node.held[t] != len(pages) and None in pages[need.start - s:]):
                 return False
         return True
 
