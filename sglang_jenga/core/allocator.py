@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import compress, repeat
+from itertools import compress, islice, repeat
 from operator import floordiv, not_
 from typing import NamedTuple, cast
 
@@ -205,39 +205,39 @@ class SmallPageAllocator:
 
     def _open_new(self, owners: list[int]) -> list[int]:
         """First page of a new open large page for each owner (their open pages are full or absent), in
-        order, as `_next_source` would give them: holes first, then fresh large pages carved in one batch."""
-        out: list[int] = []
-        holes = min(len(self._avail), len(owners))
-        for owner in owners[:holes]:
-            self._take(self._next_source(owner), 1, out)
-        if len(owners) > holes:
-            self._carve_open(owners[holes:], out)
+        order, as `_next_source` would give them: holes first (in `_avail` order), then fresh large pages
+        (LIFO from the pool), as bulk operations."""
+        opener, free_in = self._opener, self._free_in
+        for lp in [lp for lp in map(self._open.get, owners) if lp is not None]:
+            del opener[lp], free_in[lp]  # close_owner of a full open page (its owner entries are overwritten)
+        holes = list(islice(self._avail, min(len(self._avail), len(owners))))
+        for lp in holes:
+            del self._avail[lp]
+        lps = holes + self._carve_many(len(owners) - len(holes))
+        slots = [self._free_in[lp] for lp in lps]
+        self._open.update(zip(owners, lps, strict=True))
+        self._opener.update(zip(lps, owners, strict=True))
+        self._open_slots.update(zip(owners, slots, strict=True))
+        out = list(map(list.pop, slots))
+        used = self._used
+        for p in out:
+            used[p] = 1
+        self._open_avail.update(dict.fromkeys(compress(lps, slots)))
+        self.pages_free_in_carved -= len(out)
         return out
 
-    def _carve_open(self, owners: list[int], out: list[int]) -> None:
-        """`_set_open(owner, _carve())` and `_take(.., 1, out)` for each owner, as bulk operations."""
-        free, carver, k, t, m = self.pool.free, self.pool.carver, self.pages_per_large, self.type_index, len(owners)
-        for owner in owners:
-            self.close_owner(owner)
-        lps = free[len(free) - m:]
-        del free[len(free) - m:]
+    def _carve_many(self, count: int) -> list[int]:
+        """Carve `count` free large pages (LIFO) with full free lists; returns them in carving order."""
+        free, carver, k, t = self.pool.free, self.pool.carver, self.pages_per_large, self.type_index
+        lps = free[len(free) - count:] if count else []
+        del free[len(free) - count:]
         lps.reverse()
         for lp in lps:
             carver[lp] = t
-        firsts = [lp * k for lp in lps]
-        lists = [list(range(b + k - 1, b, -1)) for b in firsts]
-        self._free_in.update(zip(lps, lists, strict=True))
-        self._open.update(zip(owners, lps, strict=True))
-        self._opener.update(zip(lps, owners, strict=True))
-        self._open_slots.update(zip(owners, lists, strict=True))
-        if k > 1:
-            self._open_avail.update(dict.fromkeys(lps))
-        used = self._used
-        for p in firsts:
-            used[p] = 1
-        out.extend(firsts)
-        self.pages_free_in_carved += m * (k - 1)
-        self.large_pages_carved += m
+        self._free_in.update({lp: list(range(lp * k + k - 1, lp * k - 1, -1)) for lp in lps})
+        self.pages_free_in_carved += count * k
+        self.large_pages_carved += count
+        return lps
 
     def _alloc_each_in_turn(self, owners: Sequence[int]) -> list[int]:
         """`alloc_each` one owner after the other (repeated owners, or under memory pressure)."""
@@ -399,13 +399,7 @@ class SmallPageAllocator:
         self.pages_free_in_carved += len(pages)
 
     def _carve(self) -> int:
-        lp = self.pool.free.pop()
-        self.pool.carver[lp] = self.type_index
-        k = self.pages_per_large
-        self._free_in[lp] = list(range(lp * k + k - 1, lp * k - 1, -1))
-        self.pages_free_in_carved += k
-        self.large_pages_carved += 1
-        return lp
+        return self._carve_many(1)[0]
 
     def _uncarve(self, lp: int) -> None:
         """Return a large page whose small pages are all free (its free list holds all k) to the pool."""
