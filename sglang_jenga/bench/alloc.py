@@ -8,7 +8,11 @@ layout (a large page = 26 full or 5 sliding-window pages). Both pools hold 262,1
                   request-aware allocs, 2 types)
   free_prefill    free those 8,192 tokens
   alloc_decode    one token for each of 256 running requests that hold 37 prompt tokens each (sglang:
-                  alloc(256); Jenga: alloc_each x 2 types)
+                  alloc(256); Jenga: alloc_each x 2 types); freed again after each timing, so every request
+                  still has a free slot in its open large page
+  decode_16_steps 16 such steps in a row (not freed in between): every request fills its open large pages
+                  and opens new ones (sliding window every 5 tokens, full attention every 26) at the rate a
+                  real decode does
   release_window  each of 256 requests frees one sliding-window page that left its window (sglang: free_swa)
   match           a 4,100-token prompt against a tree of 32 cached 4,096-token sequences (shared 512-token
                   prefix; ~115k pages per type), hitting 4,096 tokens, and the pages of the hit (sglang:
@@ -17,11 +21,12 @@ layout (a large page = 26 full or 5 sliding-window pages). Both pools hold 262,1
                   match and allocation before it are not timed
   evict           evict the least recently used 3,584-token leaf (both types)
 
-Each op is timed `--reps` times per round, 3 rounds (setup outside the timer), Jenga and sglang interleaved;
-the median is reported in microseconds. Both sides run single-threaded on the CPU (torch.set_num_threads(1)):
-here sglang's allocator does its bookkeeping with CPU tensor ops, where a GPU run would launch kernels.
-sglang's tree core is its default (a Rust core in 0.5.23); `--sglang-tree-core python` selects its Python
-core. Prints a table and, with `--json OUT`, writes
+Owner ids: the running requests are 0..255, the prefills 256..271, the tree's sequences 2^20 + i (each request
+its own id, as in an engine). Each op is timed `--reps` times per round, 3 rounds (setup outside the timer),
+Jenga and sglang interleaved; the median is reported in microseconds. Both sides run single-threaded on the CPU
+(torch.set_num_threads(1)): here sglang's allocator does its bookkeeping with CPU tensor ops, where a GPU run
+would launch kernels. sglang's tree core is its default (a Rust core in 0.5.23); `--sglang-tree-core python`
+selects its Python core. Prints a table and, with `--json OUT`, writes
 {"ops": {NAME: {"jenga_us", "sglang_us", "ratio"}}, "workload": {...}}. Runs in ~15 s on 2 cores.
 """
 
@@ -41,8 +46,12 @@ from sglang_jenga.core import MODELS, TwoLevelAllocator, TypedRadixTree, plan_la
 WINDOW = 1024
 POOL_TOKENS = 1 << 18
 BATCH = 256
+DECODE_STEPS = 16
 PREFILL_REQS, PREFILL_TOKENS = 16, 512
 SEQ, SHARED, TREE_SEQS = 4096, 512, 32
+# Owner ids: running requests 0..BATCH-1, prefills after them, tree sequences from SEQ_OWNER: a request's id
+# is its own (reusing a running request's id would close that request's open large pages).
+SEQ_OWNER = 1 << 20
 
 
 def _seq(i: int) -> list[int]:
@@ -70,7 +79,7 @@ class JengaSide:
 
     def alloc_prefill(self) -> list[tuple[list[int], list[int]]]:
         return [(self.full.alloc(PREFILL_TOKENS, o), self.swa.alloc(PREFILL_TOKENS, o))
-                for o in range(PREFILL_REQS)]
+                for o in range(BATCH, BATCH + PREFILL_REQS)]
 
     def free_prefill(self, pages: list[tuple[list[int], list[int]]]) -> None:
         for f, s in pages:
@@ -91,8 +100,9 @@ class JengaSide:
         seq = _seq(i)
         hit = self.tree.match(seq).hit_tokens
         n = len(seq) - hit
-        pages = {"full": self.full.alloc(n, i), "swa": self.swa.alloc(n, i)}
-        self.alloc.close_owner(i)
+        owner = SEQ_OWNER + i  # a request of its own, not one of the running ones
+        pages = {"full": self.full.alloc(n, owner), "swa": self.swa.alloc(n, owner)}
+        self.alloc.close_owner(owner)
         return seq, {name: [None] * hit + p for name, p in pages.items()}
 
     def insert(self, prepared: tuple[list[int], dict[str, list[int | None]]]) -> None:
@@ -196,6 +206,8 @@ def _ops(side: Any, reps: int, counter: list[int]) -> dict[str, list[float]]:
         ("alloc_prefill", nothing, lambda _: side.alloc_prefill(), lambda _, p: side.free_prefill(p)),
         ("free_prefill", side.alloc_prefill, side.free_prefill, ignore),
         ("alloc_decode", nothing, lambda _: side.alloc_decode(), lambda _, p: side.free_decode(p)),
+        ("decode_16_steps", nothing, lambda _: [side.alloc_decode() for _ in range(DECODE_STEPS)],
+         lambda _, steps: [side.free_decode(p) for p in steps]),
         ("release_window", side.alloc_decode, side.release_window, lambda p, _: _free_full(side, p)),
         ("match", nothing, lambda _: side.match(counter[0]), ignore),
         ("insert", lambda: side.prepare_insert(next_seq()), side.insert, ignore),
@@ -238,7 +250,8 @@ def run(reps: int, sglang_tree_core: str | None) -> dict[str, Any]:
         j, s = _median_us(timings["jenga"][op]), _median_us(timings["sglang"][op])
         ops[op] = {"jenga_us": round(j, 2), "sglang_us": round(s, 2), "ratio": round(j / s, 3)}
     workload = {"window": WINDOW, "pool_tokens_per_type": POOL_TOKENS, "decode_batch": BATCH,
-                "prefill": f"{PREFILL_REQS}x{PREFILL_TOKENS}", "tree": f"{TREE_SEQS}x{SEQ} (shared {SHARED})",
+                "decode_steps": DECODE_STEPS, "prefill": f"{PREFILL_REQS}x{PREFILL_TOKENS}",
+                "tree": f"{TREE_SEQS}x{SEQ} (shared {SHARED})",
                 "cached_pages_per_type": jenga.tree.stats().cached_pages["full"], "reps": 3 * reps,
                 "sglang_tree_core": sgl.tree_core, "torch_threads": 1,
                 "seconds": round(time.perf_counter() - t0, 1)}
