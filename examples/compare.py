@@ -12,7 +12,6 @@ the KV bytes in use at the peak, the most requests running at once and the retra
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from programs import run_text_programs  # noqa: E402
 
 from sglang_jenga.models import build  # noqa: E402
-from sglang_jenga.server import Server  # noqa: E402
+from sglang_jenga.server import Server, pinned_env, start_all  # noqa: E402
 
 FLAGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--decode-log-interval", "1",
          "--chunked-prefill-size", "128")
@@ -35,20 +34,10 @@ LINE = "The lighthouse keeper wrote down the weather, the ships and the birds ev
 
 def start_pair(model_dir: Path, budget_tokens: int) -> dict[str, Server]:
     """Default and jenga servers, one CPU core each, started side by side."""
-    servers = {}
-    for core, manager in enumerate(("default", "jenga")):
-        env = {**ENV, "SGLANG_CPU_OMP_THREADS_BIND": str(core % (os.cpu_count() or 1))}
-        servers[manager] = Server(model_dir, *FLAGS, "--max-total-tokens", str(budget_tokens),
-                                  "--memory-manager", manager, env=env)
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            for future in [pool.submit(s.start) for s in servers.values()]:
-                future.result()
-    except BaseException:
-        for s in servers.values():
-            s.stop()
-        raise
-    return servers
+    managers = ("default", "jenga")
+    servers = [Server(model_dir, *FLAGS, "--max-total-tokens", str(budget_tokens), "--memory-manager", m,
+                      env={**ENV, **pinned_env(core)}) for core, m in enumerate(managers)]
+    return dict(zip(managers, start_all(servers), strict=True))
 
 
 def burst(server: Server, n: int) -> list[dict[str, Any]]:

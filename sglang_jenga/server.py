@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,25 @@ class Server:
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
+
+
+def pinned_env(core: int) -> dict[str, str]:
+    """Environment that pins a CPU server's model threads to one core (`core` modulo the core count), so
+    two servers compared side by side do not compete for the same cores."""
+    return {"SGLANG_CPU_OMP_THREADS_BIND": str(core % (os.cpu_count() or 1))}
+
+
+def start_all(servers: list[Server]) -> list[Server]:
+    """Start `servers` side by side; if any fails, stop them all and re-raise."""
+    try:
+        with ThreadPoolExecutor(len(servers)) as pool:
+            for future in [pool.submit(s.start) for s in servers]:
+                future.result()
+    except BaseException:
+        for s in servers:
+            s.stop()
+        raise
+    return servers
 
 
 def _group_has_live_members(pgid: int) -> bool:

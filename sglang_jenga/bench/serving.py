@@ -5,10 +5,10 @@
 
 For each tiny zoo model, a default server and a jenga server with the same KV byte budget
 (`--max-total-tokens`, which under jenga means the bytes the default layout would use) are started
-side by side, one CPU core each. sglang's own client sends the same burst of random token ids (`random-ids`, no download) to each
-(`--request-rate inf`, fixed seed). Printed per model and manager: request throughput, mean and
-peak running requests (from the scheduler's per-step decode log) and retractions (from its log),
-and the jenga / default ratios.
+side by side, one CPU core each. sglang's own client sends the same burst of random token ids
+(`--dataset-name random-ids`, no download; `--request-rate inf`, fixed seed) to each. Printed per
+model and manager: request throughput, mean and peak running requests (from the scheduler's
+per-step decode log) and retractions (from its log), and the jenga / default ratios.
 
 `--enable-unified-memory` (sglang's one-buffer SWA/Mamba pool) is not in this comparison: it
 refuses the torch_native attention backend, the only one that runs on CPU (it needs
@@ -25,32 +25,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from sglang_jenga.models import build
-from sglang_jenga.server import Server
+from sglang_jenga.server import Server, pinned_env, start_all
 
 SERVER_FLAGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--decode-log-interval", "1")
 ENV = {"SGLANG_JENGA_DUMMY_WEIGHT_RANGE": "0.5"}
 
 
 def start_pair(model_dir: Path, budget_tokens: int) -> dict[str, Server]:
-    servers = {
-        manager: Server(model_dir, *SERVER_FLAGS, "--max-total-tokens", str(budget_tokens), "--memory-manager",
-                        manager, env={**ENV, "SGLANG_CPU_OMP_THREADS_BIND": str(core % (os.cpu_count() or 1))})
-        for core, manager in enumerate(("default", "jenga"))
-    }
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            for future in [pool.submit(s.start) for s in servers.values()]:
-                future.result()
-    except BaseException:
-        for s in servers.values():
-            s.stop()
-        raise
-    return servers
+    managers = ("default", "jenga")
+    servers = [Server(model_dir, *SERVER_FLAGS, "--max-total-tokens", str(budget_tokens), "--memory-manager", m,
+                      env={**ENV, **pinned_env(core)}) for core, m in enumerate(managers)]
+    return dict(zip(managers, start_all(servers), strict=True))
 
 
 def run_client(server: Server, args: argparse.Namespace) -> dict[str, Any]:
@@ -65,7 +54,8 @@ def run_client(server: Server, args: argparse.Namespace) -> dict[str, Any]:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600,
                               env={**os.environ, "SGLANG_USE_CPU_ENGINE": "1"})
         if done.returncode != 0:
-            raise RuntimeError(f"bench_serving failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            tail = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            raise RuntimeError(f"bench_serving failed ({done.returncode}):\n{tail}")
         return dict(json.loads(out.read_text().strip().splitlines()[-1]))
 
 

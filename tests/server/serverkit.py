@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sglang_jenga.server import Server
+from sglang_jenga.server import Server, pinned_env, start_all
 
 # Every tiny server: random weights, a fixed seed, a decode log line per step (for #running-req).
 TINY_ARGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--log-level", "info",
@@ -24,9 +23,7 @@ JENGA = ("--memory-manager", "jenga")
 
 def server(model_path: Path, *args: str, max_total_tokens: int = 4096, core: int | None = None) -> Server:
     """An unstarted server with the tiny-model flags; `core` pins its model threads to one CPU core."""
-    env = dict(TINY_ENV)
-    if core is not None:
-        env["SGLANG_CPU_OMP_THREADS_BIND"] = str(core % (os.cpu_count() or 1))
+    env = {**TINY_ENV, **(pinned_env(core) if core is not None else {})}
     return Server(model_path, *TINY_ARGS, "--max-total-tokens", str(max_total_tokens), *args, env=env)
 
 
@@ -51,10 +48,8 @@ def started_pair(model_path: Path, *args: str, max_total_tokens: int = 4096) -> 
     CPU core); both are stopped on exit, also when starting one of them failed."""
     pair = Pair(server(model_path, *args, max_total_tokens=max_total_tokens, core=0),
                 server(model_path, *args, *JENGA, max_total_tokens=max_total_tokens, core=1))
+    start_all(list(pair))
     try:
-        with ThreadPoolExecutor(2) as pool:
-            for future in [pool.submit(s.start) for s in pair]:
-                future.result()
         yield pair
     finally:
         for s in pair:
