@@ -39,6 +39,15 @@ INTERNAL_STATE_MEMORY = (
 )
 
 
+# --- CPU runtime hook targets (sglang_jenga/cpu_runtime/mamba/hooks.py) -------------------------------
+MAMBA_MIXER_MODULE = "sglang.srt.layers.attention.mamba.mamba"
+MAMBA_MIXER_INIT = MAMBA_MIXER_MODULE + ".MambaMixer2.__init__"
+MAMBA_CHUNK_SCAN = "sglang.kernels.ops.mamba.triton_ops.ssd_combined.mamba_chunk_scan_combined"
+MAMBA_STATE_UPDATE = "sglang.kernels.ops.mamba.triton_ops.mamba_ssm.selective_state_update"
+GATED_RMS_NORM = "sglang.kernels.ops.attention.fla.fused_norm_gate.rms_norm_gated"
+FUSED_GATE_SIGMOID_MUL = "sglang.kernels.ops.elementwise.elementwise._launch_fused_gate_sigmoid_mul"
+
+
 def check_version() -> None:
     """Raise RuntimeError naming the installed version when it is not the pinned one."""
     installed = importlib.metadata.version("sglang")

@@ -19,10 +19,11 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from sglang_jenga.adapter import compat
 from sglang_jenga.cpu_runtime.mamba import conv, elementwise, ssd
 
 SGLANG_VERSION = "0.5.23"
-MIXER_MODULE = "sglang.srt.layers.attention.mamba.mamba"
+MIXER_MODULE = compat.MAMBA_MIXER_MODULE
 # Names mamba.py binds only on CUDA/NPU/XPU and calls unconditionally in MambaMixer2.forward;
 # the `_triton` pair is what it uses with use_triton_causal_conv (NemotronH always sets it).
 MIXER_CONV_NAMES: dict[str, Callable[..., Any]] = {
@@ -55,28 +56,28 @@ def bind_mixer_conv_names(*_args: Any, **_kwargs: Any) -> None:
 
 TARGETS = (
     Target(
-        "sglang.kernels.ops.mamba.triton_ops.ssd_combined.mamba_chunk_scan_combined", "REPLACE",
+        compat.MAMBA_CHUNK_SCAN, "REPLACE",
         ssd.mamba_chunk_scan_combined,
         "Mamba2 prefill scan: five Triton kernels; re-exported by triton_ops and imported by mamba.py",
     ),
     Target(
-        "sglang.kernels.ops.mamba.triton_ops.mamba_ssm.selective_state_update", "REPLACE",
+        compat.MAMBA_STATE_UPDATE, "REPLACE",
         ssd.selective_state_update,
         "Mamba2 decode: the kernel of --mamba-backend triton (the default), which "
         "ssu_dispatch.TritonSSUBackend imports when the scheduler builds it",
     ),
     Target(
-        MIXER_MODULE + ".MambaMixer2.__init__", "BEFORE", bind_mixer_conv_names,
+        compat.MAMBA_MIXER_INIT, "BEFORE", bind_mixer_conv_names,
         "mamba.py binds causal_conv1d_fn/_update(_triton) only on CUDA/NPU/XPU",
     ),
     Target(
-        "sglang.kernels.ops.attention.fla.fused_norm_gate.rms_norm_gated", "REPLACE",
+        compat.GATED_RMS_NORM, "REPLACE",
         elementwise.rms_norm_gated,
         "Qwen3-Next's gated output norm (FusedRMSNormGated): sglang's CPU branch needs AMX and "
         "sgl-kernel's op, otherwise it launches Triton",
     ),
     Target(
-        "sglang.kernels.ops.elementwise.elementwise._launch_fused_gate_sigmoid_mul", "REPLACE",
+        compat.FUSED_GATE_SIGMOID_MUL, "REPLACE",
         elementwise.launch_fused_gate_sigmoid_mul,
         "Qwen2/3 MoE shared-expert gate: fused_gate_sigmoid_mul(_add) launch this Triton kernel "
         "unless the gate uses the AMX backend",
