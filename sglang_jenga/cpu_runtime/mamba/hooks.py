@@ -4,8 +4,8 @@ sglang 0.5.23's Mamba2 mixer (srt/layers/attention/mamba/mamba.py) runs Triton k
 SSD prefill scan and the decode state update, and binds its causal-conv1d functions only for
 CUDA, NPU and XPU, so on CPU the first forward fails. Qwen3-Next's gated output norm and its MoE
 shared-expert gate fall back to Triton on a CPU without AMX. `register_cpu_mamba_hooks()`
-registers, with sglang's plugin `HookRegistry`, the hooks of `TARGETS` below (every sglang name
-this module touches, so a new sglang release is one table to check); `load_plugins()` applies
+registers, with sglang's plugin `HookRegistry`, the hooks of `TARGETS` below (their sglang paths are
+in sglang_jenga/adapter/compat.py with every other sglang name the project uses); `load_plugins()` applies
 them in each sglang process. The gated delta net kernels themselves need no hook: sglang's CPU
 branch imports `sgl_kernel.mamba`, which the stand-in provides (cpu_runtime/sgl_kernel/mamba.py).
 
