@@ -8,7 +8,10 @@ path never has holes; cross-attention encoder pages go with their key root, afte
 Time. Every match/insert gets one clock tick `now`; the pages the hit needs in every type get time `now`
 (tree._touch): tokens at the same position of the same hit age together, so one type cannot cap the hit length
 by evicting early. Pages the hit does not need (sliding-window pages before the window, Mamba states between
-checkpoints) keep their older time and are evicted independently of full-attention pages.
+checkpoints) keep their older time and are evicted independently of full-attention pages. Branch points (nodes
+with several children, where prompts diverged and will again): a match or insert passing through one also
+refreshes what a hit there needs, if that hit is servable, and while requests run below it that part is locked
+(tree._pin); so the window a question at a shared document's end needs is not the first thing the LRU drops.
 
 Order. Oldest time first; at equal time the deeper unit first (larger end), removal before drop, then type
 index and node id. Among the units sharing the oldest time, the one that returns the most whole large pages to

@@ -25,6 +25,8 @@ def check_tree(tree: TypedRadixTree, held: Mapping[str, Sequence[int]] | None = 
         nodes += 1
         _check_node(tree, node, counts, locked, seen)
     assert nodes == tree.num_nodes, f"node count {nodes} != {tree.num_nodes}"
+    for branch in tree._pins:
+        assert branch.alive and branch.ref > 0, f"{branch}: pinned with no request running below it"
     assert counts == tree.cached_pages, f"cached pages {counts} != {tree.cached_pages}"
     assert locked == tree.locked_pages, f"locked pages {locked} != {tree.locked_pages}"
     for t in range(n):

@@ -10,12 +10,15 @@ pages) are held once per extra key, on the key root: every request under that ke
 input.
 
   match(tokens, key)     longest prefix every type can serve (policies.max_hit); split so a node ends there;
-                         touch the pages the hit needs (aligned timestamps); return them and the node.
+                         touch the pages the hit needs (aligned timestamps), and those a hit at each
+                         branch point passed on the way needs; return them and the node.
   insert(tokens, pages)  add the span; caller pages the tree already has are duplicates and are FREED here
                          (reported in the result); caller pages filling a tombstone are adopted.
   lock(node) / unlock    per-type lock refs on exactly the pages a hit at node needs (full: the whole path,
                          sliding window: the last window, Mamba: the state at node) + a structural ref on the
                          path; release_type() drops one type early (e.g. sliding window once out of window).
+                         Branch points above locked nodes are pinned (their hit's window locked) until no
+                         request runs below them.
   evict(num_bytes)       see evictor.py.
 
 Costs: match and insert O(key length + depth * types); lock/unlock O(depth * types); no call scans the tree.
@@ -65,14 +68,17 @@ class TypedRadixTree:
         self._cached = [bytearray(a.num_pages) for a in allocator.types]
         self._clock = 0
         self._next_nid = 0
+        self._pins: dict[Node, list[object | None]] = {}  # branch -> per type the top of its locked window
         self.evictor = Evictor(self)
 
     # ----------------------------------------------------------------------------------------------- match
     def match(self, tokens: Sequence[int], extra_key: Hashable = None) -> MatchResult:
         """Longest cached prefix of `tokens` (whole pages) that every type can serve under `extra_key`.
 
-        Mutates: may split one node (so `node` ends at the hit) and refreshes the timestamps of the pages the
-        hit needs. Does not lock: call `lock(result.node)` before the pages can be evicted.
+        Mutates: may split the node containing the hit (so `node` ends at the hit) and nodes where a passed
+        branch point's window starts; refreshes the timestamps of the pages the hit needs, and of those a hit
+        at each servable branch point on the path needs. Does not lock: call `lock(result.node)` before the
+        pages can be evicted.
         """
         root = self._roots.get(extra_key)
         if root is None:
@@ -219,7 +225,9 @@ class TypedRadixTree:
         self._reconcile_request(root, args, dups, now)
         last = path[-1] if path else root
         if matched < npages:
-            last = self._add_leaf(last, toks, matched, args, now)
+            parent, last = last, self._add_leaf(last, toks, matched, args, now)
+            if parent.ref and len(parent.children) > 1 and parent.parent is not None and self._servable(parent):
+                self._pin(parent)  # a new branch point above running requests
         for t, d in enumerate(dups):
             if d:
                 self.allocator.types[t].free(d)
@@ -404,7 +412,8 @@ class TypedRadixTree:
 
     def _touch(self, node: Node, hit: int, now: int) -> None:
         """Aligned timestamps: every type's pages that a hit of `hit` pages at `node` needs get time `now`;
-        the whole path's `last_access` too. Pushes the refreshed units to the evictor."""
+        the whole path's `last_access` too; and so do the pages a hit at each branch point above `node` needs
+        (`_touch_branches`). Pushes the refreshed units to the evictor."""
         cur: Node | None = node
         while cur is not None:
             cur.last_access = now
@@ -419,33 +428,114 @@ class TypedRadixTree:
                 cur = cur.parent
         for t in self.request:
             root.time[t] = now
+        self._touch_branches(node, now)
         if not node.children:
             self.evictor.push_removal(node)
 
+    def _touch_branches(self, node: Node, now: int) -> None:
+        """Refresh what a hit at each branch point above `node` needs from the types that leave holes
+        (`_branches_above`): a request passing through keeps the branch's window (or state) as fresh as the
+        path it shares, instead of letting the LRU drop it first. The node is split where the needed range
+        starts, so the part of it below keeps its age."""
+        for branch in self._branches_above(node):
+            for t in self.gated:
+                need = self.policies[t].needed_pages(branch.end // self.P)
+                if need:
+                    self._refresh(branch, t, need.start, now)
+
+    def _branches_above(self, node: Node, pinned: bool = True) -> list[Node]:
+        """Branch points strictly above `node` (nodes with several children: prompts diverged there, so
+        later ones are likely to) at which a hit is servable now, deepest first; pinned ones (always
+        servable) only if `pinned`. A branch whose hit cannot be served (a tombstone in its window, no state
+        at its end) is left out: its pages cannot serve it. O(depth + nodes of those windows)."""
+        out, cur = [], node.parent
+        while cur is not None and cur.parent is not None:
+            if len(cur.children) > 1 and (pinned if cur in self._pins else self._servable(cur)):
+                out.append(cur)
+            cur = cur.parent
+        return out
+
+    def _servable(self, node: Node) -> bool:
+        """Whether a hit ending at `node` can be served: every type that leaves holes holds what it needs."""
+        h = node.end // self.P
+        return all(self._present_below(node, t, self.policies[t].needed_pages(h).start) for t in self.gated)
+
+    def _present_below(self, node: Node, t: int, first: int) -> bool:
+        """Whether type t holds every page from page `first` to the end of `node` along its path."""
+        P, cur = self.P, node
+        while cur.end // P > first and cur.parent is not None:
+            pages = cur.pages[t]
+            if cur.held[t] != len(pages) and None in pages[max(first - cur.start // P, 0):]:
+                return False
+            cur = cur.parent
+        return True
+
+    def _refresh(self, node: Node, t: int, first: int, now: int) -> None:
+        """Give type t's pages from page `first` to the end of `node` time `now` (splitting where they
+        start)."""
+        P, cur = self.P, node
+        while cur.end // P > first and cur.parent is not None:
+            if cur.start // P < first:
+                self._split(cur, first)
+            cur.time[t] = now
+            self.evictor.push_partial(cur, t)
+            cur = cur.parent
+
     # ------------------------------------------------------------------------------------- locks
     def lock(self, node: Node) -> LockHandle:
-        """Protect what a hit ending at `node` needs, per type, plus a structural ref on the path.
-        O(depth)."""
-        hit, root = node.end // self.P, node.root
+        """Protect what a hit ending at `node` needs, per type, plus a structural ref on the path; and pin
+        the branch points above it (`_pin`). O(depth + nodes of the locked windows)."""
+        root = node.root
         tags: list[object | None] = [None] * len(self.names)
         for t in self.request:
             self._inc_lock(root, t)
             tags[t] = root.tag
         for t in self.aligned:
-            need, cur, top = self.policies[t].needed_pages(hit), node, None
-            while need and cur is not root and cur.end // self.P > need.start:
-                if cur.start // self.P < need.start:
-                    # The needed range starts inside `cur`: split there, so only the needed part is
-                    # locked and the rest (e.g. tokens out of a sliding window) stays evictable.
-                    self._split(cur, need.start)
-                self._inc_lock(cur, t)
-                top, cur = cur, cast(Node, cur.parent)
-            tags[t] = top.tag if top is not None else None
+            tags[t] = self._lock_type(node, t)
+        for branch in self._branches_above(node, pinned=False):
+            self._pin(branch)
         walk: Node | None = node
         while walk is not None:
             walk.ref += 1
             walk = walk.parent
         return LockHandle(node, tags)
+
+    def _lock_type(self, node: Node, t: int) -> object | None:
+        """Lock type t's pages a hit at `node` needs; returns the tag of the topmost locked node."""
+        need, cur, top, root = self.policies[t].needed_pages(node.end // self.P), node, None, node.root
+        while need and cur is not root and cur.end // self.P > need.start:
+            if cur.start // self.P < need.start:
+                # The needed range starts inside `cur`: split there, so only the needed part is
+                # locked and the rest (e.g. tokens out of a sliding window) stays evictable.
+                self._split(cur, need.start)
+            self._inc_lock(cur, t)
+            top, cur = cur, cast(Node, cur.parent)
+        return top.tag if top is not None else None
+
+    def _unlock_type(self, node: Node, t: int, tag: object) -> None:
+        """Undo `_lock_type(node, t)`: walk up from `node` to the node carrying `tag`."""
+        cur: Node | None = node
+        while cur is not None:
+            self._dec_lock(cur, t)
+            if cur.tag is tag:
+                break
+            cur = cur.parent
+        assert cur is not None, "lock walk ran past the root"
+
+    def _pin(self, branch: Node) -> None:
+        """Lock what a hit at `branch` needs from the types that leave holes, for as long as requests run
+        below it (released when its ref drops to 0, in `unlock`): the next prompt that diverges there
+        finds its window even if the requests' own locks start above it (a question's window starts
+        |question| tokens after the document's). Call only for a servable branch with ref > 0 or about to
+        get one."""
+        if branch not in self._pins:
+            self._pins[branch] = [self._lock_type(branch, t) if t in self.gated else None
+                                  for t in range(len(self.names))]
+
+    def _unpin(self, branch: Node) -> None:
+        for t, tag in enumerate(self._pins.pop(branch)):
+            if tag is not None:
+                self._unlock_type(branch, t, tag)
 
     def release_type(self, handle: LockHandle, name: str) -> None:
         """Drop `handle`'s lock on one type early (its pages become evictable). No-op if already released."""
@@ -456,17 +546,12 @@ class TypedRadixTree:
         handle.tags[t] = None
         if t in self.request:
             self._dec_lock(handle.node.root, t)
-            return
-        cur: Node | None = handle.node
-        while cur is not None:
-            self._dec_lock(cur, t)
-            if cur.tag is tag:
-                break
-            cur = cur.parent
-        assert cur is not None, "lock walk ran past the root"
+        else:
+            self._unlock_type(handle.node, t, tag)
 
     def unlock(self, handle: LockHandle) -> None:
-        """Release everything `handle` still locks. Raises ValueError if it was already unlocked."""
+        """Release everything `handle` still locks, and the pins of branch points no request runs below any
+        more. Raises ValueError if it was already unlocked."""
         node = handle.node
         if node is None:
             raise ValueError("handle already unlocked")
@@ -476,6 +561,8 @@ class TypedRadixTree:
         while cur is not None:
             cur.ref -= 1
             if cur.ref == 0:
+                if cur in self._pins:
+                    self._unpin(cur)
                 self.evictor.on_unref(cur)
             cur = cur.parent
         handle.node = None

@@ -166,3 +166,60 @@ def test_evict_until_stops_when_the_predicate_holds() -> None:
     assert seen[0] == [0] and seen[-1] == [8]
     assert tree.evict_until(lambda freed: True).bytes_freed == 0
     alloc.check_integrity()
+
+
+def _branch_at_6(alloc, tree):
+    """Request A cached toks(6) + [100, 101]; request B hit its first 6 tokens and cached toks(6) + [200, 201],
+    so the node ending at 6 has two children: a branch point (the end of a shared document, say)."""
+    a = _insert(alloc, tree, toks(6) + [100, 101], 1)
+    assert tree.match(toks(6) + [200, 201]).hit_tokens == 6
+    b = {n: alloc.alloc(n, 2, 2) for n in ("full", "swa")}
+    tree.insert(toks(6) + [200, 201], {n: [None] * 6 + b[n] for n in b})
+    return a, b
+
+
+def test_passing_a_branch_point_refreshes_its_window() -> None:
+    alloc, tree = make_tree(full(), swa(2))
+    a, b = _branch_at_6(alloc, tree)
+    tree.match(toks(6) + [100, 101])  # A again: needs the window [6, 8), passes the branch point at 6
+    # The window a hit at 6 needs ([4, 6)) was refreshed with A's pages; the pages below it cannot serve a hit
+    # at 6 and go first (the node was split at 4). Without the refresh [0, 6) would go whole and the next
+    # question at 6 would miss.
+    assert tree.evict(1).pages == {"swa": a["swa"][:4]}
+    assert tree.evict(1).pages == {"full": b["full"], "swa": b["swa"]}  # then B's leaf, the oldest
+    assert tree.match(toks(6) + [300]).hit_tokens == 6
+    tree.check_integrity({})
+
+
+def test_branch_point_that_cannot_be_hit_keeps_no_window() -> None:
+    alloc, tree = make_tree(full(), swa(2), mamba(interval=4))
+    f, s, st = alloc.alloc("full", 8, 1), alloc.alloc("swa", 8, 1), alloc.alloc("mamba", 2, 1)
+    tree.insert(toks(6) + [100, 101], {"full": f, "swa": s, "mamba": states_at(8, {3: st[0], 7: st[1]})})
+    assert tree.match(toks(6) + [200, 201]).hit_tokens == 4  # the last state before 8 is at 4
+    fb, sb, stb = alloc.alloc("full", 2, 2), alloc.alloc("swa", 2, 2), alloc.alloc("mamba", 1, 2)
+    tree.insert(toks(6) + [200, 201], {"full": [None] * 6 + fb, "swa": [None] * 6 + sb,
+                                       "mamba": states_at(8, {7: stb[0]})})
+    tree.match(toks(6) + [100, 101])
+    # a branch at 6 with no state at 6 cannot serve a hit: its window [4, 6) is not refreshed and goes first
+    assert tree.evict(1).pages == {"swa": s[4:6]}
+    assert tree.evict(1).pages == {"swa": s[:4]}
+    tree.check_integrity({})
+
+
+def test_branch_window_is_pinned_while_requests_run_below() -> None:
+    alloc, tree = make_tree(full(), swa(2))
+    a = {n: alloc.alloc(n, 8, 1) for n in ("full", "swa")}
+    handle_a = tree.lock(tree.insert(toks(6) + [100, 101], a).node)  # A is still decoding; it locks [6, 8)
+    handle_b = tree.lock(tree.match(toks(6) + [200, 201]).node)
+    b = {n: alloc.alloc(n, 2, 2) for n in ("full", "swa")}
+    tree.insert(toks(6) + [200, 201], {n: [None] * 6 + b[n] for n in b})  # the branch point at 6 appears
+    tree.unlock(handle_b)
+    # A's own lock starts at 6, yet the window [4, 6) a question branching at 6 needs stays locked while A runs
+    assert tree.stats().locked_pages == {"full": 8, "swa": 4}
+    freed = tree.evict(10**9).pages
+    assert sorted(freed["swa"]) == sorted(a["swa"][:4] + b["swa"]) and freed["full"] == b["full"]
+    assert tree.match(toks(6) + [300]).hit_tokens == 6
+    tree.unlock(handle_a)  # no request below the branch any more: the pin goes with the last ref
+    assert tree.stats().locked_pages == {"full": 0, "swa": 0}
+    tree.evict(10**9)
+    assert_free_pool(alloc)
