@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import compress, islice, repeat
-from operator import floordiv, not_
+from operator import floordiv, itemgetter, not_
 from typing import NamedTuple, cast
 
 from .layout import Layout, TypeLayout
@@ -251,7 +251,7 @@ class SmallPageAllocator:
         """Free `pages`; returns how many large pages went back to the pool. Raises ValueError, freeing
         nothing, if a page is not allocated or listed twice. O(len(pages))."""
         pages = pages if type(pages) is list else list(pages)
-        self._mark_freeing(pages)
+        self._check_freeable(pages)
         before = len(self.pool.free)
         if len(pages) >= self.pages_per_large:
             pages = self._free_whole_large(pages)
@@ -356,9 +356,9 @@ class SmallPageAllocator:
             out.extend(range(lp * k, lp * k + k))
 
     def _free_whole_large(self, pages: list[int]) -> list[int]:
-        """Bulk free: return every large page all of whose used pages are in `pages` (marked 2) to the pool
-        at once, in the order of their first page in `pages`; the pages of the other large pages are returned
-        for the per-page path."""
+        """Bulk free: return every large page all of whose used pages are in `pages` to the pool at once, in
+        the order of their first page in `pages`; the pages of the other large pages (still flagged used) are
+        returned for the per-page path."""
         k, free_in = self.pages_per_large, self._free_in
         counts = Counter(map(floordiv, pages, repeat(k)))
         whole = [lp for lp, c in counts.items() if c == k or (lp in free_in and c + len(free_in[lp]) == k)]
@@ -377,11 +377,10 @@ class SmallPageAllocator:
         self.large_pages_carved -= len(whole)
         if len(whole) == len(counts):
             return []
-        gone = set(whole)
-        return [p for p in pages if p // k not in gone]
+        return list(compress(pages, itemgetter(*pages)(used)))
 
     def _free_each(self, pages: list[int]) -> None:
-        """Per-page free (pages marked 2): back on their large page's free list, which returns to the pool
+        """Per-page free (pages checked): back on their large page's free list, which returns to the pool
         when all k slots are free."""
         k, used, free_in, opener = self.pages_per_large, self._used, self._free_in, self._opener
         for p in pages:
@@ -426,27 +425,28 @@ class SmallPageAllocator:
         if slots:
             self._open_avail[lp] = None
 
-    def _mark_freeing(self, pages: list[int]) -> None:
-        """Validate before mutating: every page allocated and listed once (marks 1 -> 2, rolled back on
-        error)."""
-        used, bad = self._used, None
-        if pages and min(pages) < 0:
-            bad = min(pages)
-        else:
-            try:
-                for p in pages:
-                    if used[p] != 1:
-                        bad = p
-                        break
-                    used[p] = 2
-            except IndexError:
-                bad = p
-            if bad is not None:
-                for q in pages:
-                    if 0 <= q < len(used) and used[q] == 2:
-                        used[q] = 1
-        if bad is not None:
-            raise ValueError(f"{self.name}: page {bad} is not allocated (or freed twice in one call)")
+    def _check_freeable(self, pages: list[int]) -> None:
+        """Validate before mutating: every page in range, allocated and listed once (C-level gathers).
+        Raises ValueError naming the first bad page."""
+        used, n = self._used, len(pages)
+        try:
+            ok = n == 0 or (min(pages) >= 0 and (used[pages[0]] == 1 if n == 1 else
+                                                 itemgetter(*pages)(used).count(1) == n == len(set(pages))))
+        except IndexError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{self.name}: page {_first_bad(pages, used)} is not allocated (or freed twice in "
+                             "one call)")
+
+
+def _first_bad(pages: list[int], used: bytearray) -> int:
+    """The first page of `pages` that is out of range, not allocated, or listed before."""
+    seen: set[int] = set()
+    for p in pages:
+        if not 0 <= p < len(used) or used[p] != 1 or p in seen:
+            return p
+        seen.add(p)
+    raise AssertionError("no bad page")
 
 
 class TwoLevelAllocator:
