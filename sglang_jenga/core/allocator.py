@@ -336,24 +336,32 @@ class SmallPageAllocator:
         return chunk[-1]
 
     def _take_whole(self, count: int, out: list[int]) -> None:
-        """Carve `count` free large pages (LIFO) and allocate all their small pages into `out`, no free lists;
-        one slice each for the flags, the ids and the carver table when the large pages are consecutive."""
+        """Carve `count` free large pages (LIFO) and allocate all their small pages into `out`, no free lists.
+        Large pages popped as a run of consecutive ids (up or down, the pool's usual order) get their flags,
+        carver entries and ids by slices."""
         free, carver, k, t = self.pool.free, self.pool.carver, self.pages_per_large, self.type_index
         lps = free[len(free) - count:]
         del free[len(free) - count:]
         lps.reverse()
         self.large_pages_carved += count
-        first, last = lps[0], lps[-1]
-        if last - first == count - 1 and (count < 3 or lps == list(range(first, last + 1))):
-            carver[first:last + 1] = [t] * count
-            self._used[first * k:last * k + k] = b"\x01" * (count * k)
-            out.extend(range(first * k, last * k + k))
+        step = 1 if lps[-1] >= lps[0] else -1
+        if lps != list(range(lps[0], lps[-1] + step, step)):
+            ones, used = b"\x01" * k, self._used
+            for lp in lps:
+                carver[lp] = t
+                used[lp * k:lp * k + k] = ones
+                out.extend(range(lp * k, lp * k + k))
             return
-        ones, used = b"\x01" * k, self._used
-        for lp in lps:
-            carver[lp] = t
-            used[lp * k:lp * k + k] = ones
-            out.extend(range(lp * k, lp * k + k))
+        lo, hi = min(lps[0], lps[-1]), max(lps[0], lps[-1])
+        carver[lo:hi + 1] = [t] * count
+        self._used[lo * k:hi * k + k] = b"\x01" * (count * k)
+        if lps[0] == lo:
+            out.extend(range(lo * k, hi * k + k))
+            return
+        block = [0] * (count * k)  # large pages downwards, each one's pages upwards: one strided slice per slot
+        for j in range(k):
+            block[j::k] = range(hi * k + j, lo * k + j - k, -k)
+        out.extend(block)
 
     def _free_whole_large(self, pages: list[int]) -> list[int]:
         """Bulk free: return every large page all of whose used pages are in `pages` to the pool at once, in
