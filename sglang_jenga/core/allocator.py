@@ -366,26 +366,72 @@ class SmallPageAllocator:
     def _free_whole_large(self, pages: list[int]) -> list[int]:
         """Bulk free: return every large page all of whose used pages are in `pages` to the pool at once, in
         the order of their first page in `pages`; the pages of the other large pages (still flagged used) are
-        returned for the per-page path."""
+        returned for the per-page path. A run of whole large pages laid out as `_take_whole` hands them out
+        (`_block_run`) is recognised by one comparison and released by slices; the rest is counted per page."""
         k, free_in = self.pages_per_large, self._free_in
-        counts = Counter(map(floordiv, pages, repeat(k)))
+        start, blocks = self._block_run(pages)
+        rest = pages[:start] + pages[start + len(blocks) * k:] if blocks else pages
+        counts = Counter(map(floordiv, rest, repeat(k)))
         whole = [lp for lp, c in counts.items() if c == k or (lp in free_in and c + len(free_in[lp]) == k)]
-        if not whole:
+        if not whole and not blocks:
             return pages
-        zeros, used, carver, holes = bytes(k), self._used, self.pool.carver, 0
-        for lp in whole:
+        holes = self._release_blocks(blocks) + self._release_each(whole)
+        if blocks:  # order of first appearance: large pages met before the run, the run, the others
+            head = set(map(floordiv, pages[:start], repeat(k)))
+            split = next((i for i, lp in enumerate(whole) if lp not in head), len(whole))
+            whole[split:split] = blocks
+        self.pool.free.extend(whole)
+        self.pages_used -= len(whole) * k - holes
+        self.pages_free_in_carved -= holes
+        self.large_pages_carved -= len(whole)
+        if len(whole) == len(counts) + len(blocks):
+            return []
+        return list(compress(pages, itemgetter(*pages)(self._used)))
+
+    def _block_run(self, pages: list[int]) -> tuple[int, list[int]]:
+        """Whole large pages laid out as `_take_whole` hands them out, after at most k - 1 other pages (an
+        open page's slots) and up to the end but for fewer than k pages: consecutive large pages, upwards or
+        downwards, each one's small pages upwards. Returns (index of the run's first page, its large pages),
+        or (0, []). O(1) to reject most lists, one C-level comparison to accept."""
+        k, n = self.pages_per_large, len(pages)
+        start = next((i for i in range(min(k, n)) if pages[i] % k == 0), 0)
+        count, first = (n - start) // k, pages[start] // k
+        if count < 2:
+            return 0, []
+        run = pages[start:start + count * k]
+        if run[-1] == (first + count) * k - 1 and run == list(range(first * k, (first + count) * k)):
+            return start, list(range(first, first + count))
+        if run[-1] == (first - count + 2) * k - 1:
+            expected = [0] * (count * k)
+            for j in range(k):
+                expected[j::k] = range(first * k + j, (first - count) * k + j, -k)
+            if run == expected:
+                return start, list(range(first, first - count, -1))
+        return 0, []
+
+    def _release_blocks(self, lps: list[int]) -> int:
+        """Return a run of consecutive whole large pages (`_block_run`) to this type's bookkeeping: flags and
+        carver entries by slices. Returns their free slots (0: all were used)."""
+        if not lps:
+            return 0
+        k, lo, hi = self.pages_per_large, min(lps[0], lps[-1]), max(lps[0], lps[-1])
+        self._used[lo * k:hi * k + k] = bytes((hi - lo + 1) * k)
+        self.pool.carver[lo:hi + 1] = [None] * (hi - lo + 1)
+        for lp in self._free_in.keys() & set(lps):  # open pages that were full
+            self._unlink(lp)
+        return 0
+
+    def _release_each(self, lps: list[int]) -> int:
+        """Return whole large pages one by one to this type's bookkeeping; returns their free slots."""
+        k, free_in, used, carver, zeros, holes = (self.pages_per_large, self._free_in, self._used,
+                                                  self.pool.carver, bytes(self.pages_per_large), 0)
+        for lp in lps:
             used[lp * k:lp * k + k] = zeros
             carver[lp] = None
             if lp in free_in:  # only these can be open or have holes
                 holes += len(free_in[lp])
                 self._unlink(lp)
-        self.pool.free.extend(whole)
-        self.pages_used -= len(whole) * k - holes
-        self.pages_free_in_carved -= holes
-        self.large_pages_carved -= len(whole)
-        if len(whole) == len(counts):
-            return []
-        return list(compress(pages, itemgetter(*pages)(used)))
+        return holes
 
     def _free_each(self, pages: list[int]) -> None:
         """Per-page free (pages checked): back on their large page's free list, which returns to the pool
