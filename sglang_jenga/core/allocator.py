@@ -161,14 +161,23 @@ class SmallPageAllocator:
         n = len(owners)
         if n > self.pages_free_in_carved + len(self.pool.free) * self.pages_per_large:
             raise OutOfPagesError(self.name, n, self.available())
-        slots = list(map(self._open_slots.get, owners))
-        out = self._pop_open(owners, cast(list[list[int]], slots)) if all(slots) else self._alloc_new(owners, slots)
+        slots = self._slots_of(owners)
+        out = self._pop_open(owners, cast(Sequence[list[int]], slots)) if all(slots) else self._alloc_new(owners, slots)
         if out is None:  # an owner listed more often than its open page has free slots, or memory pressure
             return self._alloc_each_in_turn(owners)
         self.pages_used += n
         return out
 
-    def _alloc_new(self, owners: Sequence[int], slots: list[list[int] | None]) -> list[int] | None:
+    def _slots_of(self, owners: Sequence[int]) -> Sequence[list[int] | None]:
+        """Each owner's open-page free list (None: no open page); one C-level gather when all have one."""
+        if len(owners) > 1:
+            try:
+                return cast(tuple[list[int], ...], itemgetter(*owners)(self._open_slots))
+            except KeyError:
+                pass
+        return list(map(self._open_slots.get, owners))
+
+    def _alloc_new(self, owners: Sequence[int], slots: Sequence[list[int] | None]) -> list[int] | None:
         """`alloc_each` when some owners need a new open large page: pop for the others, then open new pages
         in one batch, which cannot depend on the pops while the pool stays above low water and each of these
         owners is listed once. Returns None, changing nothing, when that does not hold."""
@@ -183,7 +192,7 @@ class SmallPageAllocator:
                 out.insert(i, page)
         return out
 
-    def _pop_open(self, owners: Sequence[int], slots: list[list[int]]) -> list[int] | None:
+    def _pop_open(self, owners: Sequence[int], slots: Sequence[list[int]]) -> list[int] | None:
         """Pop one page from each of `slots` (the free lists of `owners`' open pages), or change nothing and
         return None if a list runs out (an owner listed twice)."""
         out: list[int] = []
