@@ -10,7 +10,9 @@ slots (holes left by freed pages; filling them first keeps fragmentation low), e
 Under memory pressure (at most `low_water` free large pages, default 1/64 of the pool) it takes free slots of
 other owners' open pages before carving, so reserved tails do not strand memory. A request's pages of one type
 thus sit together and tend to free whole large pages at once. Cost: O(1) amortised per page (carving k slots
-is paid once per k pages); no scan over all pages. `free` and `alloc` are atomic: an `OutOfPagesError` or
+is paid once per k pages); no scan over all pages. The per-page work runs in C where it can: a decode step is
+one gather and one pop per owner (`map`/`itemgetter`), whole large pages go out and come back by bytearray and
+list slices, validation is a gather of flags. `free` and `alloc` are atomic: an `OutOfPagesError` or
 `ValueError` leaves the state untouched.
 """
 
@@ -155,8 +157,8 @@ class SmallPageAllocator:
         return out
 
     def alloc_each(self, owners: Sequence[int]) -> list[int]:
-        """One page per owner, in order (a decode step): the same pages as `alloc(1, owner)` for each owner
-        in turn. Raises OutOfPagesError, nothing allocated. O(len): owners whose open large page has a free
+        """One page per owner, in order (a decode step): the pages serving the owners one after the other
+        would give. Raises OutOfPagesError, nothing allocated. O(len): owners whose open large page has a free
         slot take it with one C-level pop each; the others get new open pages in one batch (`_open_new`)."""
         n = len(owners)
         if n > self.pages_free_in_carved + len(self.pool.free) * self.pages_per_large:
