@@ -37,7 +37,8 @@ def serve_and_run(model_dir: Path) -> None:
         plan = re.search(r"Jenga plan: .*", server.log())
         print(plan.group(0) if plan else "(no plan line in the log)")
         outputs = run_text_programs(server.url)
-        print("\nmulti-turn chat (3 conversations sharing a system prompt):")
+        print("\n(random weights: the text is noise; step 4 checks that both managers produce the same tokens)")
+        print("multi-turn chat (3 conversations sharing a system prompt):")
         for turns in outputs["multi_turn_chat"]:
             print("  ", [t.strip() for t in turns])
         print("fork/join over one document:", [a.strip() for a in outputs["document_qa"]["answers"]])

@@ -49,7 +49,7 @@ def pair(zoo) -> Iterator[Pair]:  # noqa: ANN001
 
 @pytest.fixture(scope="module")
 def loaded(pair: Pair) -> list[list[dict]]:
-    """The eight requests on each server (run once; the tests below read the results)."""
+    """The twelve requests on each server (run once; the tests below read the results)."""
     return on_both(pair, lambda s: greedy_many(s, PROMPTS, NEW_TOKENS))
 
 
