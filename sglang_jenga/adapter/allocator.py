@@ -24,7 +24,7 @@ from sglang_jenga.adapter.buffer import JengaBuffer
 from sglang_jenga.adapter.compat import sglang_classes
 from sglang_jenga.core import OutOfPagesError
 
-_sgl = sglang_classes()
+_sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
 _OWNER = 0  # every request shares one placement owner (P = 1: placement barely matters)
 
 
@@ -119,6 +119,8 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
     """Full + sliding-window types from one pool; `full_to_swa_index_mapping` pairs their slots."""
 
     _swa_req_ring = False
+    free_group: list[torch.Tensor] | None  # set by sglang's free_group_begin
+    swa_free_group: list[torch.Tensor]
 
     @property
     def size(self) -> int:
@@ -158,7 +160,9 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         """Tokens that fit with both their full and their sliding-window slot."""
         return joint_available(self.jenga, ("full", "swa"))
 
-    def swa_capacity_and_available(self, *, full_capacity: int, swa_capacity: int) -> tuple:
+    def swa_capacity_and_available(
+        self, *, full_capacity: int, swa_capacity: int
+    ) -> tuple[tuple[int, int], tuple[int, int]]:
         """Capacity of a type = what it holds + what it could take now (the pool is shared, so the
         static capacities sglang passes in do not apply)."""
         full_av, swa_av = self.full_available_size(), self.swa_available_size()

@@ -26,7 +26,14 @@ from sglang_jenga.adapter.compat import (
     sglang_classes,
 )
 from sglang_jenga.adapter.pool import JengaMHAPool, JengaSWAKVPool, JengaTypedKVPool
-from sglang_jenga.core import CrossAttentionSpec, FullAttentionSpec, ModelSpec, SlidingWindowSpec, plan_layout
+from sglang_jenga.core import (
+    CrossAttentionSpec,
+    FullAttentionSpec,
+    LayerSpec,
+    ModelSpec,
+    SlidingWindowSpec,
+    plan_layout,
+)
 
 _sgl = sglang_classes()
 logger = logging.getLogger(__name__)
@@ -52,8 +59,8 @@ class ModelLayers:
 
     def model_spec(self, name: str) -> ModelSpec:
         e = torch.empty((), dtype=self.dtype).element_size()
-        geo = {"kv_heads": self.kv_heads, "head_dim": self.head_dim, "dtype_bytes": e}
-        groups = [(FullAttentionSpec(**geo), len(self.full_layer_ids))]
+        geo: dict[str, Any] = {"kv_heads": self.kv_heads, "head_dim": self.head_dim, "dtype_bytes": e}
+        groups: list[tuple[LayerSpec, int]] = [(FullAttentionSpec(**geo), len(self.full_layer_ids))]
         if self.swa_layer_ids:
             assert self.window is not None
             groups.append((SlidingWindowSpec(window=self.window, **geo), len(self.swa_layer_ids)))

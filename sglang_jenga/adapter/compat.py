@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import types
+from typing import Any
 
 SGLANG_VERSION = "0.5.23"
 
@@ -59,7 +60,7 @@ def check_version() -> None:
 
 
 @functools.cache
-def sglang_classes() -> types.SimpleNamespace:
+def sglang_classes() -> Any:
     """sglang's classes the adapter subclasses or builds, imported on first use (they pull in torch)."""
     from sglang.srt.mem_cache import base_prefix_cache as bpc
     from sglang.srt.mem_cache.allocator.base import BaseTokenToKVPoolAllocator
@@ -92,7 +93,7 @@ def sglang_classes() -> types.SimpleNamespace:
     )
 
 
-def register_radix_cache_backend(name: str, factory) -> None:  # noqa: ANN001
+def register_radix_cache_backend(name: str, factory: Any) -> None:
     from sglang.srt.mem_cache.registry import get_radix_cache_factory
     from sglang.srt.mem_cache.registry import register_radix_cache_backend as register
 
@@ -100,7 +101,7 @@ def register_radix_cache_backend(name: str, factory) -> None:  # noqa: ANN001
         register(name, factory)
 
 
-def hook_registry():  # noqa: ANN201
+def hook_registry() -> tuple[Any, Any]:
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
     return HookRegistry, HookType
@@ -137,11 +138,11 @@ def schedule_args() -> tuple[int | None, float]:
     return s.max_total_tokens, s.swa_full_tokens_ratio
 
 
-def profile_available_bytes(kvc, pre_model_load_memory: int) -> int:  # noqa: ANN001
+def profile_available_bytes(kvc: Any, pre_model_load_memory: int) -> int:
     """sglang's KV byte budget from --mem-fraction-static (KVCacheConfigurator, private)."""
     return int(kvc._profile_available_bytes(pre_model_load_memory))
 
 
-def build_req_to_token_pool(kvc, max_num_reqs: int):  # noqa: ANN001, ANN201
+def build_req_to_token_pool(kvc: Any, max_num_reqs: int) -> Any:
     """sglang's req_to_token pool for this configurator (KVCacheConfigurator, private)."""
     return kvc._build_req_to_token_pool(max_num_reqs=max_num_reqs)

@@ -15,7 +15,7 @@ import torch
 from sglang_jenga.adapter.buffer import JengaBuffer
 from sglang_jenga.adapter.compat import sglang_classes
 
-_sgl = sglang_classes()
+_sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
 
 
 class JengaMHAPool(_sgl.MHATokenToKVPool):

@@ -13,8 +13,8 @@ in step with the tree (after inserts that adopt or free pages, and after evictio
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import torch
 
@@ -22,7 +22,7 @@ from sglang_jenga.adapter.buffer import JengaBuffer
 from sglang_jenga.adapter.compat import sglang_classes
 from sglang_jenga.core import EvictResult, LockHandle, Node, TypedRadixTree
 
-_sgl = sglang_classes()
+_sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
 ROOT = "jenga-root"  # sglang's handle for "no node" (nothing cached under the request's key yet)
 
 
@@ -86,7 +86,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         self._kv_encoder_len.pop(id(req.kv), None)
 
     @staticmethod
-    def _split_key(tokens: Any, extra: tuple, enc: int) -> tuple[Any, tuple]:
+    def _split_key(tokens: Any, extra: tuple[Any, ...], enc: int) -> tuple[Any, tuple[Any, ...]]:
         return (tokens[enc:], (*extra, tuple(tokens[:enc]))) if enc else (tokens, extra)
 
     # -- match ----------------------------------------------------------------------------------
@@ -109,7 +109,8 @@ class JengaRadixCache(_sgl.BasePrefixCache):
     def path_device_indices(self, node: Any) -> torch.Tensor:
         """Slots from the row's start to the end of `node`: the encoder's cross-attention slots (if
         any), then the full-attention slots of the text path."""
-        full = self.jenga.to_slots("full", self._path_pages(node, self._full))
+        # Full-attention pages are never tombstoned: a node that has lost them is gone.
+        full = self.jenga.to_slots("full", cast("list[int]", self._path_pages(node, self._full)))
         if node is ROOT or not self.has_cross or not node.root.req_pages[self._cross]:
             return full
         return torch.cat([self.jenga.to_slots("cross", node.root.req_pages[self._cross]), full])
@@ -300,9 +301,9 @@ class JengaRadixCache(_sgl.BasePrefixCache):
               f"locked pages {stats.locked_pages}")
 
 
-def _extra_key(key: Any) -> Hashable:
+def _extra_key(key: Any) -> tuple[Any, ...]:
     return (key.extra_key, key.cache_salt)
 
 
-def _extra_key_of(req: Any) -> Hashable:
+def _extra_key_of(req: Any) -> tuple[Any, ...]:
     return (req.extra_key, req.cache_salt or None)

@@ -59,9 +59,9 @@ def define_sgl_kernel_ops() -> list[str]:
     """
     missing = [name for name in SCHEMAS if not hasattr(torch.ops.sgl_kernel, name)]
     if missing:
-        library = torch.library.Library("sgl_kernel", "FRAGMENT")  # type: ignore[no-untyped-call]
+        library = torch.library.Library("sgl_kernel", "FRAGMENT")
         for name in missing:
-            library.define(name + SCHEMAS[name])  # type: ignore[no-untyped-call]
-            library.impl(name, KERNELS[name], "CPU")  # type: ignore[no-untyped-call]
+            library.define(name + SCHEMAS[name])
+            library.impl(name, KERNELS[name], "CPU")
         _LIBRARY.append(library)
     return missing
