@@ -90,7 +90,7 @@ def print_table(all_results: dict[str, dict[str, dict[str, float]]]) -> None:
         for manager, r in results.items():
             print(f"{model:8} {manager:8} " + " ".join(f"{r[c]:>18.2f}" for c in cols))
         d, j = results["default"], results["jenga"]
-        ratios = " ".join(f"{(j[c] / d[c] if d[c] else float('nan')):>17.2f}x" for c in cols)
+        ratios = " ".join(f"{j[c] / d[c]:>17.2f}x" if d[c] else f"{'-':>18}" for c in cols)
         print(f"{model:8} {'ratio':8} {ratios}")
 
 
