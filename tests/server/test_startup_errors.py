@@ -26,6 +26,8 @@ def test_help_lists_the_memory_manager_flag() -> None:
         (("--enable-hierarchical-cache",), "--enable-hierarchical-cache"),
         (("--page-size", "16"), "--page-size 16"),
         (("--radix-cache-backend", "flexkv"), "--radix-cache-backend flexkv"),
+        (("--speculative-algorithm", "NGRAM"), "--speculative-algorithm"),
+        (("--kv-cache-dtype", "fp8_e5m2"), "--kv-cache-dtype fp8_e5m2"),
     ],
 )
 def test_flag_combinations_are_rejected_before_anything_starts(zoo, flags: tuple[str, ...], names: str) -> None:  # noqa: ANN001
