@@ -11,8 +11,6 @@ import pytest
 from sglang_jenga.bench.replay import ReplayConfig, make_manager, replay, run
 from sglang_jenga.bench.traces import TraceRequest, generate
 
-pytest.importorskip("sglang")
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _sglang() -> None:
