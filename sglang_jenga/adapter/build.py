@@ -3,8 +3,9 @@
 Budget: the bytes sglang's default manager would give the KV cache with the same flags.
 `--max-total-tokens N` means N tokens of the default layout (N tokens in every attention layer;
 for models sglang itself runs with hybrid SWA memory, N full-attention tokens plus
-`N * --swa-full-tokens-ratio` sliding-window tokens); without it, the profiled budget of
-`--mem-fraction-static`. Jenga then fits as many tokens of each type as that byte budget allows.
+`N * --swa-full-tokens-ratio` sliding-window tokens), plus `--max-mamba-cache-size` states for
+Mamba / linear-attention hybrids; without it, the profiled budget of `--mem-fraction-static`. Jenga
+then fits as many tokens and states of each type as that byte budget allows.
 """
 
 from __future__ import annotations
@@ -20,16 +21,26 @@ from sglang_jenga.adapter.buffer import JengaBuffer
 from sglang_jenga.adapter.compat import (
     GEMMA_ARCHITECTURES,
     build_req_to_token_pool,
+    mamba_args,
+    max_running_requests,
     parallel_sizes,
     profile_available_bytes,
+    req_to_token_context_len,
     schedule_args,
     sglang_classes,
+)
+from sglang_jenga.adapter.mamba import (
+    MAMBA,
+    JengaHybridReqToTokenPool,
+    JengaStateTokenAllocator,
+    state_entry_bytes,
 )
 from sglang_jenga.adapter.pool import JengaMHAPool, JengaSWAKVPool, JengaTypedKVPool
 from sglang_jenga.core import (
     CrossAttentionSpec,
     FullAttentionSpec,
     LayerSpec,
+    MambaSpec,
     ModelSpec,
     SlidingWindowSpec,
     plan_layout,
@@ -56,6 +67,13 @@ class ModelLayers:
     kv_heads: int
     head_dim: int
     dtype: torch.dtype
+    mamba_layer_ids: tuple[int, ...] = ()
+    mamba_params: Any = None  # sglang's cache params of the state layers (shapes and dtypes)
+
+    @property
+    def state_bytes(self) -> int:
+        """One request's state, all state layers (0 without state layers)."""
+        return state_entry_bytes(self.mamba_params, len(self.mamba_layer_ids)) if self.mamba_layer_ids else 0
 
     def model_spec(self, name: str) -> ModelSpec:
         e = torch.empty((), dtype=self.dtype).element_size()
@@ -66,6 +84,9 @@ class ModelLayers:
             groups.append((SlidingWindowSpec(window=self.window, **geo), len(self.swa_layer_ids)))
         if self.cross_layer_ids:
             groups.append((CrossAttentionSpec(encoder_tokens=self.encoder_tokens, **geo), len(self.cross_layer_ids)))
+        if self.mamba_layer_ids:
+            n = len(self.mamba_layer_ids)
+            groups.append((MambaSpec(name=MAMBA, state_bytes_per_layer=self.state_bytes // n), n))
         return ModelSpec.of(name, [(s, n) for s, n in groups if n])
 
 
@@ -75,7 +96,14 @@ def describe_layers(kvc: Any) -> ModelLayers:
     _reject_unsupported(kvc)
     tp, dcp = parallel_sizes()
     full, swa, window = list(range(info.start_layer, info.end_layer)), [], None
-    if info.swa_attention_layer_ids:
+    mamba_ids: tuple[int, ...] = ()
+    mamba_params = None
+    in_stage = range(info.start_layer, info.end_layer)
+    if kvc.mambaish_config is not None:
+        mamba_params = kvc.mambaish_config.mamba2_cache_params
+        mamba_ids = tuple(i for i in mamba_params.layers if i in in_stage)
+        full = [i for i in kvc.mambaish_config.full_attention_layer_ids if i in in_stage]
+    elif info.swa_attention_layer_ids:
         full, swa, window = list(info.full_attention_layer_ids), list(info.swa_attention_layer_ids), \
             kvc.sliding_window_size
     cross = [i for i in getattr(mc.hf_text_config, "cross_attention_layers", None) or [] if i in full]
@@ -86,7 +114,7 @@ def describe_layers(kvc: Any) -> ModelLayers:
         raise UnsupportedModelError(f"{mc.hf_config.architectures[0]} has more cross-attention than "
                                     "self-attention layers (not supported)")
     return ModelLayers(full, swa, window, cross, _encoder_tokens(mc), mc.get_num_kv_heads(tp, dcp),
-                       mc.head_dim, kvc.kv_cache_dtype)
+                       mc.head_dim, kvc.kv_cache_dtype, mamba_ids, mamba_params)
 
 
 def _encoder_tokens(mc: Any) -> int:
@@ -105,7 +133,14 @@ def _reject_unsupported(kvc: Any) -> None:
     if kvc.is_draft_worker:
         problems.append("speculative decoding (drop --speculative-algorithm)")
     if kvc.mambaish_config is not None:
-        problems.append(f"{arch} has Mamba/linear-attention layers (not yet supported)")
+        _, extra_buffer, other = mamba_args()
+        if kvc.is_hybrid_swa:
+            problems.append(f"{arch} has both Mamba/linear-attention and sliding-window layers (not supported)")
+        if extra_buffer:
+            problems.append("--mamba-radix-cache-strategy extra_buffer (jenga keeps states at checkpoints; "
+                            "use no_buffer)")
+        if other:
+            problems.append("int8 Mamba checkpoints / ReplaySSM rings (not supported; drop those flags)")
     if kvc.use_mla_backend:
         problems.append(f"{arch} uses MLA attention (not supported)")
     if kvc.is_hybrid_swa_compress:
@@ -129,8 +164,9 @@ def budget_bytes(kvc: Any, layers: ModelLayers, pre_model_load_memory: int) -> i
     cell = 2 * layers.kv_heads * layers.head_dim * e
     profiled = profile_available_bytes(kvc, pre_model_load_memory)
     max_tokens, swa_ratio = schedule_args()
+    states = (mamba_args()[0] or 0) * layers.state_bytes
     if max_tokens is None:
-        return profiled
+        return profiled + states  # sglang's profile leaves the Mamba states out
     arch = kvc.model_config.hf_config.architectures[0]
     native_hybrid = bool(layers.swa_layer_ids) and arch not in GEMMA_ARCHITECTURES
     if native_hybrid:
@@ -139,7 +175,7 @@ def budget_bytes(kvc: Any, layers: ModelLayers, pre_model_load_memory: int) -> i
     else:
         all_layers = len(layers.full_layer_ids) + len(layers.swa_layer_ids) + len(layers.cross_layer_ids)
         wanted = max_tokens * cell * all_layers
-    return min(wanted, profiled)
+    return min(wanted + states, profiled + states)
 
 
 def configure(kvc: Any, pre_model_load_memory: int) -> Any:
@@ -154,6 +190,8 @@ def configure(kvc: Any, pre_model_load_memory: int) -> Any:
             "raise --max-total-tokens or --mem-fraction-static"
         )
     jenga = JengaBuffer(layout, num_large, kvc.device)
+    if layers.mamba_layer_ids:
+        return _configure_state_model(kvc, jenga, layers, budget)
     pool, allocator = _build_pools(kvc, jenga, layers)
     full_cap, swa_cap = _capacities(jenga, layers)
     max_reqs = kvc.resolve_max_num_reqs(full_cap)
@@ -171,6 +209,61 @@ def configure(kvc: Any, pre_model_load_memory: int) -> Any:
         req_to_token_pool=req_to_token_pool, token_to_kv_pool=pool,
         token_to_kv_pool_allocator=allocator, memory_pool_config=config,
     )
+
+
+def _configure_state_model(kvc: Any, jenga: JengaBuffer, layers: ModelLayers, budget: int) -> Any:
+    """Mamba / linear-attention hybrids: full-attention KV and recurrent states from one buffer. The
+    running requests are capped by what fits (a state and a token each), not by a slot count."""
+    full_cap = _largest(jenga.allocator.of("full").num_pages, lambda n: jenga.fits_empty({"full": n, MAMBA: 1}))
+    max_reqs = min(_requested_max_reqs(kvc, full_cap),
+                   _largest(full_cap, lambda n: jenga.fits_empty({"full": n, MAMBA: n})))
+    info = kvc.layer_info
+    req_to_token_pool = JengaHybridReqToTokenPool(
+        jenga=jenga, size=max_reqs, mamba_spec_state_size=max_reqs,
+        max_context_len=req_to_token_context_len(kvc), device=kvc.device, enable_memory_saver=False,
+        cache_params=layers.mamba_params, mamba_layer_ids=list(layers.mamba_layer_ids),
+        enable_mamba_extra_buffer=False, enable_overlap_schedule=not kvc.server_args.disable_overlap_schedule,
+        start_layer=info.start_layer,
+    )
+    full_pool = JengaMHAPool(jenga=jenga, type_name="full", reported_bytes=jenga.nbytes, dtype=layers.dtype,
+                             head_num=layers.kv_heads, head_dim=layers.head_dim, v_head_dim=layers.head_dim,
+                             layer_num=len(layers.full_layer_ids), device=kvc.device, enable_memory_saver=False)
+    pool = _sgl.HybridLinearKVPool(
+        size=full_pool.size, dtype=layers.dtype, page_size=1, head_num=layers.kv_heads, head_dim=layers.head_dim,
+        full_attention_layer_ids=layers.full_layer_ids, device=kvc.device,
+        mamba_pool=req_to_token_pool.mamba_pool, start_layer=info.start_layer, full_kv_pool=full_pool,
+    )
+    allocator = JengaStateTokenAllocator(jenga, pool, layers.dtype, kvc.device)
+    config = _sgl.MemoryPoolConfig(max_total_num_tokens=full_cap, max_running_requests=max_reqs)
+    logger.info(plan_line(jenga, budget, full_cap, 0) + f", up to {max_reqs} running requests")
+    return _sgl.KVCacheConfigResult(
+        max_total_num_tokens=full_cap, max_running_requests=max_reqs,
+        full_max_total_num_tokens=None, swa_max_total_num_tokens=None,
+        req_to_token_pool=req_to_token_pool, token_to_kv_pool=pool,
+        token_to_kv_pool_allocator=allocator, memory_pool_config=config,
+    )
+
+
+def _requested_max_reqs(kvc: Any, token_capacity: int) -> int:
+    """sglang's running-request limit for this capacity (--max-running-requests, else its estimate),
+    before any Mamba slot cap."""
+    requested = max_running_requests()
+    if requested is not None:
+        return max(1, min(requested // max(1, kvc.attn_dp_size), token_capacity // 2))
+    estimated = max(min(int(token_capacity / kvc.model_config.context_len * 512), 4096), 2048)
+    return max(1, min(estimated, token_capacity // 2))
+
+
+def _largest(hi: int, fits: Any) -> int:
+    """Largest n in [0, hi] with fits(n) (fits is monotone)."""
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _build_pools(kvc: Any, jenga: JengaBuffer, layers: ModelLayers) -> tuple[Any, Any]:
@@ -205,14 +298,8 @@ def _capacities(jenga: JengaBuffer, layers: ModelLayers) -> tuple[int, int]:
     if not layers.swa_layer_ids:
         return full_all, 0
     window = (layers.window or 0) + 1
-    lo, hi = 0, full_all
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if jenga.fits_empty({"full": mid, "swa": min(mid, window)}):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo, jenga.allocator.of("swa").num_pages
+    full = _largest(full_all, lambda n: jenga.fits_empty({"full": n, "swa": min(n, window)}))
+    return full, jenga.allocator.of("swa").num_pages
 
 
 def plan_line(jenga: JengaBuffer, budget: int, full_cap: int, swa_cap: int) -> str:

@@ -67,8 +67,15 @@ def sglang_classes() -> Any:
     from sglang.srt.mem_cache.allocator.swa import SWATokenToKVPoolAllocator
     from sglang.srt.mem_cache.allocator.token import TokenToKVPoolAllocator
     from sglang.srt.mem_cache.kv_cache_configurator import KVCacheConfigResult
-    from sglang.srt.mem_cache.memory_pool import KVCache, MHATokenToKVPool
-    from sglang.srt.mem_cache.prefill_budget import SharedSWAPrefillBudget
+    from sglang.srt.mem_cache.layout.token_major import build_mamba_entry_views, mamba_entry_bytes
+    from sglang.srt.mem_cache.memory_pool import (
+        HybridLinearKVPool,
+        HybridReqToTokenPool,
+        KVCache,
+        MambaPool,
+        MHATokenToKVPool,
+    )
+    from sglang.srt.mem_cache.prefill_budget import PrefillBudget, SharedSWAPrefillBudget
     from sglang.srt.mem_cache.swa_memory_pool import SWAKVPool
     from sglang.srt.mem_cache.unified_cache.components import ComponentType
     from sglang.srt.model_executor.pool_configurator import MemoryPoolConfig
@@ -81,12 +88,19 @@ def sglang_classes() -> Any:
         KVCache=KVCache,
         SWAKVPool=SWAKVPool,
         SharedSWAPrefillBudget=SharedSWAPrefillBudget,
+        PrefillBudget=PrefillBudget,
+        MambaPool=MambaPool,
+        HybridReqToTokenPool=HybridReqToTokenPool,
+        HybridLinearKVPool=HybridLinearKVPool,
+        mamba_entry_bytes=mamba_entry_bytes,
+        build_mamba_entry_views=build_mamba_entry_views,
         KVCacheConfigResult=KVCacheConfigResult,
         MemoryPoolConfig=MemoryPoolConfig,
         ComponentType=ComponentType,
         BasePrefixCache=bpc.BasePrefixCache,
         MatchResult=bpc.MatchResult,
         EvictResult=bpc.EvictResult,
+        EvictParams=bpc.EvictParams,
         IncLockRefResult=bpc.IncLockRefResult,
         DecLockRefResult=bpc.DecLockRefResult,
         TreeLock=bpc.TreeLock,
@@ -136,6 +150,31 @@ def schedule_args() -> tuple[int | None, float]:
 
     s = get_schedule()
     return s.max_total_tokens, s.swa_full_tokens_ratio
+
+
+def max_running_requests() -> int | None:
+    """--max-running-requests as resolved in this process."""
+    from sglang.srt.runtime_context import get_schedule
+
+    return get_schedule().max_running_requests
+
+
+def mamba_args() -> tuple[int | None, bool, bool]:
+    """(--max-mamba-cache-size, whether the extra_buffer radix strategy is on, whether int8 Mamba
+    checkpoints or ReplaySSM rings are on) as resolved in this process."""
+    from sglang.srt.runtime_context import get_exec, get_schedule
+
+    m = get_exec().mamba
+    other = bool(getattr(m, "enable_int8_mamba_checkpoint", False) or m.enable_linear_replayssm
+                 or m.enable_linear_replayssm_spec)
+    return get_schedule().max_mamba_cache_size, bool(m.enable_mamba_extra_buffer), other
+
+
+def req_to_token_context_len(kvc: Any) -> int:
+    """Rows of sglang's req_to_token table (context length plus sglang's extra room)."""
+    from sglang.srt.mem_cache.kv_cache_configurator import get_req_to_token_extra_context_len
+
+    return int(kvc.model_config.context_len + get_req_to_token_extra_context_len())
 
 
 def profile_available_bytes(kvc: Any, pre_model_load_memory: int) -> int:

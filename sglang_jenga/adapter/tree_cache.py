@@ -5,6 +5,13 @@ through it as through sglang's own caches. Each radix node of the core tree owns
 (full-attention pages for every token, sliding-window pages only where a hit can still use them),
 and the core's prefix-subset evictor decides what goes.
 
+Mamba / linear-attention hybrids add the "mamba" type: a node holds the recurrent state after its last
+token where a request left one (a checkpoint). States are checkpointed where sglang's no_buffer strategy
+keeps them: a copy when a request's prefill (or a chunk of it) ends, and the request's own state, handed
+over, when it finishes. A hit ends at the last state at or before the full-attention match (the core's
+Mamba policy); the matched state is copied into the request's own slot before its prefill runs
+(sglang's deferred copy-on-write). The evictor drops states independently of attention pages.
+
 What sglang calls a node is a core `Node` (or `ROOT` while nothing is cached under a key). Slots of
 the "full" type are the values sglang keeps in `req_to_token`; the sliding-window slot paired with
 a full slot is found through the allocator's `full_to_swa_index_mapping`, which this cache keeps
@@ -18,8 +25,10 @@ from typing import Any, cast
 
 import torch
 
+from sglang_jenga.adapter.allocator import can_alloc
 from sglang_jenga.adapter.buffer import JengaBuffer
 from sglang_jenga.adapter.compat import sglang_classes
+from sglang_jenga.adapter.mamba import MAMBA
 from sglang_jenga.core import EvictResult, LockHandle, Node, TypedRadixTree
 
 _sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
@@ -39,6 +48,9 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         self.jenga = jenga
         self.has_swa = "swa" in jenga.layout.type_names
         self.has_cross = "cross" in jenga.layout.type_names
+        self.has_mamba = MAMBA in jenga.layout.type_names
+        if self.has_mamba:
+            self.req_to_token_pool.mamba_allocator.reclaim = self._reclaim_states
         self._kv_encoder_len: dict[int, int] = {}  # id(req.kv) -> encoder tokens at the row's start
         self.sliding_window_size = params.sliding_window_size if self.has_swa else None
         self.draft_swa_window = params.draft_swa_window
@@ -67,6 +79,9 @@ class JengaRadixCache(_sgl.BasePrefixCache):
     def supports_prefix_sharing(self) -> bool:
         return not self.disable
 
+    def supports_mamba(self) -> bool:
+        return self.has_mamba
+
     # -- keys -----------------------------------------------------------------------------------
     # An encoder-decoder request's row starts with its encoder (image) tokens, whose token ids are
     # sglang's per-image pad values. The core tree keys them as part of the extra key: the image's
@@ -83,7 +98,12 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             self._kv_encoder_len[id(req.kv)] = self.encoder_len(req)
 
     def on_release(self, req: Any, *, checkpointed: bool) -> None:
+        """The request gives its row back (finished, aborted or retracted): a state slot it still holds
+        was not handed to the tree, so it is freed."""
         self._kv_encoder_len.pop(id(req.kv), None)
+        if self.has_mamba and req.kv.holds_mamba:
+            self.req_to_token_pool.mamba_allocator.free(req.kv.mamba_pool_idx.reshape(1))
+            req.kv.mamba_pool_idx = None
 
     @staticmethod
     def _split_key(tokens: Any, extra: tuple[Any, ...], enc: int) -> tuple[Any, tuple[Any, ...]]:
@@ -99,7 +119,25 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         hit = self.tree.match(text, extra)
         if hit.node is None or (enc and not hit.pages["cross"].pages):
             return _sgl.MatchResult(0, ROOT, ROOT, ROOT)
+        if self.has_mamba and hit.hit_tokens and params.cow_mamba and not self._copy_on_write(params.req, hit):
+            return _sgl.MatchResult(0, ROOT, ROOT, ROOT)
         return _sgl.MatchResult(enc + hit.hit_tokens, hit.node, hit.node, hit.node)
+
+    def _copy_on_write(self, req: Any, hit: Any) -> bool:
+        """Give `req` a state slot and mark the matched state to be copied into it before the prefill
+        runs (sglang's deferred copy-on-write). False if no slot can be had (the hit is dropped)."""
+        if not req.kv.holds_mamba:
+            guard = self.tree.lock(hit.node)  # the source must survive the eviction that makes room
+            try:
+                slot = self.req_to_token_pool.mamba_allocator.alloc(1)
+            finally:
+                self.tree.unlock(guard)
+            if slot is None:
+                return False
+            req.kv.mamba_pool_idx = slot[0]
+        req.kv.mamba_cow_src_index = self.jenga.to_slots(MAMBA, hit.pages[MAMBA].pages[-1:])
+        req.kv.mamba_needs_clear = False
+        return True
 
     def touch_prefix(self, key: Any) -> None:
         tokens = key.raw_token_ids()
@@ -132,7 +170,8 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         tree frees what it already had (duplicates) and adopts SWA pages into its tombstones.
         """
         enc = self.encoder_len(req)
-        if self.disable or up_to < enc:
+        if self.disable or up_to < enc or up_to == 0:
+            self._drop_state(req)
             return
         kv, tokens = req.kv, req.full_untruncated_fill_ids[:up_to]
         n, protected = len(tokens), kv.cache_protected_len
@@ -143,6 +182,9 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             pages["cross"] = list(self.jenga.to_pages("cross", row[:enc]))
         if self.has_swa:
             pages["swa"] = self._request_swa_pages(kv, row, protected)
+        if self.has_mamba:
+            state: list[int | None] = [None] * (len(text) - 1)
+            pages[MAMBA] = [*state, self._checkpoint_state(req)]
         result = self.tree.insert(text, pages, extra)
         self._after_free(result.duplicates_freed)
         new_row = self.path_device_indices(result.node)
@@ -155,6 +197,32 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         self.unlock(req.lock)
         req.lock = self.lock(result.node)
         req.last_node = result.node
+
+    def _checkpoint_state(self, req: Any) -> int | None:
+        """The state page to keep at the end of the request's tokens: a finished request hands its own
+        slot over; a running one gets its state copied to a new page (None if no page can be had)."""
+        kv, slots = req.kv, self.req_to_token_pool.mamba_allocator
+        if not kv.holds_mamba:
+            return None
+        if req.finished():
+            own = kv.mamba_pool_idx.reshape(1)
+            kv.mamba_pool_idx = None  # the tree owns it now (and frees it if it already has one there)
+            return self.jenga.to_pages(MAMBA, own)[0]
+        copy = slots.alloc(1)
+        if copy is None:
+            return None
+        self.req_to_token_pool.mamba_pool.copy_from(kv.mamba_pool_idx.reshape(1), copy)
+        return self.jenga.to_pages(MAMBA, copy)[0]
+
+    def _drop_state(self, req: Any) -> None:
+        """Free the state slot of a request that ends without handing it to the tree."""
+        if self.has_mamba and req.kv.holds_mamba and req.finished():
+            self.req_to_token_pool.mamba_allocator.free(req.kv.mamba_pool_idx.reshape(1))
+            req.kv.mamba_pool_idx = None
+
+    def _reclaim_states(self, num_slots: int) -> None:
+        """Evict until `num_slots` state slots can be allocated (the slot allocator's fallback)."""
+        self.evict_until_allocatable({MAMBA: num_slots})
 
     def free_kv_row(self, kv: Any, ranges: list[tuple[int, int]]) -> None:
         """Free row ranges; encoder positions go back as cross-attention slots, the rest as usual."""
@@ -228,20 +296,24 @@ class JengaRadixCache(_sgl.BasePrefixCache):
 
     # -- eviction -------------------------------------------------------------------------------
     def evict(self, params: Any) -> Any:
-        """Free at least `num_tokens` full and `swa_num_tokens` sliding-window pages (or all it can)."""
+        """Free at least `num_tokens` full and `swa_num_tokens` sliding-window pages, and enough to
+        allocate `mamba_num` more state slots than are free now (or all it can)."""
         want = {"full": params.num_tokens, "swa": params.swa_num_tokens}
         idx = {name: self.tree.names.index(name) for name in want if name in self.tree.names}
-        result = self.tree.evict_until(lambda freed: all(freed[i] >= want[n] for n, i in idx.items()))
+        states = 0
+        if self.has_mamba and params.mamba_num > 0:
+            states = params.mamba_num + self.jenga.allocator.of(MAMBA).available()
+        result = self.tree.evict_until(lambda freed: all(freed[i] >= want[n] for n, i in idx.items())
+                                       and (not states or can_alloc(self.jenga, {MAMBA: states})))
         self._after_free(result)
         return _sgl.EvictResult(
             num_tokens_evicted=len(result.pages.get("full", ())),
             swa_num_tokens_evicted=len(result.pages.get("swa", ())),
+            mamba_num_evicted=len(result.pages.get(MAMBA, ())),
         )
 
     def evict_until_allocatable(self, demand: Mapping[str, int]) -> None:
         """Evict until the allocator can hand out `demand` (pages per type) at once."""
-        from sglang_jenga.adapter.allocator import can_alloc
-
         self._after_free(self.tree.evict_until(lambda freed: can_alloc(self.jenga, demand)))
 
     # -- sizes ----------------------------------------------------------------------------------
@@ -283,6 +355,15 @@ class JengaRadixCache(_sgl.BasePrefixCache):
 
     def swa_protected_size(self) -> int:
         return self._cached("swa")[1] if self.has_swa else 0
+
+    def mamba_evictable_size(self) -> int:
+        if not self.has_mamba:
+            return 0
+        cached, locked = self._cached(MAMBA)
+        return cached - locked
+
+    def mamba_protected_size(self) -> int:
+        return self._cached(MAMBA)[1] if self.has_mamba else 0
 
     def total_size(self) -> int:
         return self._cached("full")[0]

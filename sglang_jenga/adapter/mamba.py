@@ -1,0 +1,209 @@
+"""Mamba / linear-attention state as a jenga layer type: sglang's state pool and slot allocator over
+the shared buffer.
+
+sglang keeps a hybrid model's recurrent state in `HybridReqToTokenPool.mamba_pool` (one slot per
+request or cached checkpoint, all layers) and hands slots out with `mamba_allocator`, a free list
+of a fixed size (`--max-mamba-cache-size`) that also caps running requests. Under jenga:
+
+- `JengaMambaPool` is sglang's `MambaPool` whose conv and temporal tensors are views of the jenga
+  buffer: slot s is small page s of the "mamba" type, laid out as sglang's own page-major envelope
+  (`build_mamba_entry_views`: all layers' conv then temporal state of one slot, back to back; the
+  page may be padded, see core/layout.py).
+- `JengaMambaSlots` is the slot allocator: slots come from the shared large pages, as many as the
+  buffer has room for at the moment; a slot freed returns its bytes to every type.
+- `JengaHybridReqToTokenPool` is sglang's `HybridReqToTokenPool` built with the two, so the model's
+  Mamba layers, copy-on-write of cached states and the scheduler's slot bookkeeping run unchanged.
+- `JengaStateTokenAllocator` hands out the full-attention slots; its prefill budget charges each
+  new request the bytes of its state, and counts the bytes that evicting cached states would free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from sglang_jenga.adapter.allocator import JengaTokenAllocator, TypeSlots, can_alloc
+from sglang_jenga.adapter.buffer import JengaBuffer
+from sglang_jenga.adapter.compat import sglang_classes
+from sglang_jenga.core import OutOfPagesError
+
+_sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
+MAMBA = "mamba"
+
+
+def state_entry_bytes(cache_params: Any, num_layers: int) -> int:
+    """Bytes of one slot (all layers, conv + temporal) in sglang's envelope layout."""
+    return int(_sgl.mamba_entry_bytes(
+        layer_num=num_layers, conv_state_shapes=cache_params.shape.conv, conv_dtype=cache_params.dtype.conv,
+        temporal_state_shape=cache_params.shape.temporal, temporal_dtype=cache_params.dtype.temporal,
+    ))
+
+
+class JengaMambaPool(_sgl.MambaPool):
+    """MambaPool over the "mamba" rows of the jenga buffer. `size` counts the slots in use plus those
+    that fit now (the pool is shared, so there is no fixed slot count)."""
+
+    def __init__(self, *, jenga: JengaBuffer, size: int, cache_params: Any, mamba_layer_ids: list[int],
+                 **kwargs: Any) -> None:
+        self._jenga = jenga
+        # sglang builds its tensors for one slot (size 0 + the padding slot); they are replaced below.
+        super().__init__(size=0, cache_params=cache_params, mamba_layer_ids=mamba_layer_ids, **kwargs)
+        conv, temporal = _sgl.build_mamba_entry_views(
+            jenga.data, layer_num=len(mamba_layer_ids), conv_state_shapes=cache_params.shape.conv,
+            conv_dtype=cache_params.dtype.conv, temporal_state_shape=cache_params.shape.temporal,
+            temporal_dtype=cache_params.dtype.temporal, max_slots=jenga.num_rows(MAMBA),
+            entry_bytes=jenga.layout.type(MAMBA).page_bytes,
+        )
+        built: Any = getattr(self, "mamba_cache")  # noqa: B009 - sglang sets it; mypy cannot see its type
+        self.mamba_cache: Any = dataclasses.replace(built, conv=conv, temporal=temporal)
+        for cached in ("_conv_fuse_ok", "_conv_slot_desc"):  # computed on the replaced tensors
+            self.__dict__.pop(cached, None)
+        self.mem_usage = jenga.nbytes / (1 << 30)
+
+    @property
+    def size(self) -> int:
+        slots = self._jenga.allocator.of(MAMBA)
+        return slots.pages_used + slots.available()
+
+    @size.setter
+    def size(self, value: int) -> None:  # MambaPool.__init__ assigns it
+        pass
+
+    def get_kv_size_bytes(self) -> int:
+        """The views overlap the whole buffer; the bytes are reported by the KV pool."""
+        return 0
+
+
+class JengaMambaSlots:
+    """sglang's `MambaSlotAllocator` interface over the "mamba" type of the jenga buffer.
+
+    `reclaim(n)` (set by the tree cache) evicts cached pages until n slots fit; it runs when an
+    allocation falls short, so a slot is refused only when locked pages fill the buffer.
+    """
+
+    def __init__(self, jenga: JengaBuffer) -> None:
+        self.jenga = jenga
+        self.device = jenga.device
+        self.slots = TypeSlots(jenga, MAMBA)
+        self.reclaim: Callable[[int], None] | None = None
+
+    @property
+    def size(self) -> int:
+        return self.slots.used() + self.slots.available_size()
+
+    def available_size(self) -> int:
+        return self.slots.available_size()
+
+    def schedulable_available_size(self) -> int:
+        return self.slots.available_size()
+
+    def alloc_group_begin(self, num_reqs: int) -> None:
+        """No pre-allocation: slots taken ahead would hold bytes other types may need."""
+
+    def alloc_group_end(self) -> None:
+        pass
+
+    def alloc(self, need_size: int) -> torch.Tensor | None:
+        if need_size > self.slots.available_size() and self.reclaim is not None:
+            self.reclaim(need_size)
+        try:
+            return self.slots.alloc(need_size)
+        except OutOfPagesError:
+            return None
+
+    def free(self, free_index: torch.Tensor) -> None:
+        self.slots.free(free_index.reshape(-1))
+
+    def clear(self) -> None:
+        """The buffer is cleared with the token allocator (every page must be free by then)."""
+
+
+class JengaHybridReqToTokenPool(_sgl.HybridReqToTokenPool):
+    """HybridReqToTokenPool whose state pool and slot allocator are the jenga ones."""
+
+    def __init__(self, *, jenga: JengaBuffer, **kwargs: Any) -> None:
+        self._jenga = jenga
+        self.mamba_pool_cls = functools.partial(JengaMambaPool, jenga=jenga)
+        super().__init__(mamba_size=jenga.num_rows(MAMBA) - 1, **kwargs)
+
+    def _init_mamba_pool(self, *args: Any, **kwargs: Any) -> None:
+        super()._init_mamba_pool(*args, **kwargs)
+        self.mamba_allocator = JengaMambaSlots(self._jenga)
+
+    def schedulable_token_capacity(self, physical_capacity: int) -> int:
+        """Full-attention tokens held plus those that fit now: the capacity sglang's pool accounting
+        balances against (states and tokens share the buffer)."""
+        full = self._jenga.allocator.of("full")
+        return full.pages_used + full.available()
+
+
+def state_token_cost(jenga: JengaBuffer, states: int) -> int:
+    """Full-attention slots displaced by `states` new state slots: those that do not fit in large
+    pages already carved for states take whole large pages."""
+    slots = jenga.allocator.of(MAMBA)
+    rest = states - slots.pages_free_in_carved
+    if rest <= 0:
+        return 0
+    return -(-rest // slots.pages_per_large) * jenga.layout.type("full").pages_per_large
+
+
+def evictable_state_tokens(jenga: JengaBuffer, tree_cache: Any) -> int:
+    """Full-attention slots that evicting every unlocked cached state would free at least: large pages
+    carved for states, less one for each state that stays (locked or held by a running request)."""
+    slots = jenga.allocator.of(MAMBA)
+    staying = slots.pages_used - tree_cache.mamba_evictable_size()
+    freed = slots.stats().large_pages_carved - staying
+    return max(0, freed) * jenga.layout.type("full").pages_per_large
+
+
+class JengaStateTokenAllocator(JengaTokenAllocator):
+    """Full-attention slots of a model whose other layers keep a recurrent state ("mamba" type)."""
+
+    def evict_to_free_tokens(self, tree_cache: Any, num_tokens: int) -> bool:
+        """Evict until `num_tokens` full-attention slots can be allocated; returns whether they can."""
+        demand = {"full": num_tokens}
+        if not can_alloc(self.jenga, demand) and tree_cache is not None and tree_cache.supports_prefix_sharing():
+            tree_cache.evict_until_allocatable(demand)
+        return can_alloc(self.jenga, demand)
+
+    def check_decode_capacity(self, *, num_tokens: int, tree_cache: Any, requests: Any = None,
+                              spec_algorithm: Any = None) -> bool:
+        return self.evict_to_free_tokens(tree_cache, num_tokens)
+
+    def create_prefill_budget(self, tree_cache: Any, *, num_mixed_decode_tokens: int = 0) -> Any:
+        return StatePrefillBudget(self, tree_cache, num_mixed_decode_tokens=num_mixed_decode_tokens)
+
+
+class StatePrefillBudget(_sgl.PrefillBudget):
+    """sglang's token budget for one prefill batch, with each admitted request's state slot charged
+    in the full-attention slots it displaces, and the bytes of evictable cached states counted."""
+
+    def __init__(self, allocator: JengaStateTokenAllocator, tree_cache: Any, **kwargs: Any) -> None:
+        super().__init__(allocator, tree_cache, **kwargs)
+        self.jenga = allocator.jenga
+        self.new_states = 0
+
+    def _available_and_evictable(self) -> int:
+        base = int(super()._available_and_evictable())
+        if self.tree_cache.supports_prefix_sharing():
+            base += evictable_state_tokens(self.jenga, self.tree_cache)
+        return base - state_token_cost(self.jenga, self.new_states)
+
+    def _next_state(self) -> int:
+        return state_token_cost(self.jenga, self.new_states + 1) - state_token_cost(self.jenga, self.new_states)
+
+    def check_prefill(self, *, total_tokens: int, **kwargs: Any) -> tuple[bool, int | None]:
+        return super().check_prefill(total_tokens=total_tokens + self._next_state(), **kwargs)
+
+    def can_allocate_prefill(self, *, paged_input: int, **kwargs: Any) -> bool:
+        return bool(super().can_allocate_prefill(paged_input=paged_input + self._next_state(), **kwargs))
+
+    def reserve(self, extend_input_len: int, max_new_tokens: int, *, is_chunked_continuation: bool = False,
+                **kwargs: Any) -> None:
+        super().reserve(extend_input_len, max_new_tokens, is_chunked_continuation=is_chunked_continuation, **kwargs)
+        if not is_chunked_continuation:
+            self.new_states += 1
