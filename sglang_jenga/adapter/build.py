@@ -111,8 +111,10 @@ def describe_layers(kvc: Any) -> ModelLayers:
     if not full:
         raise UnsupportedModelError("--memory-manager jenga needs at least one full-attention layer")
     if cross and len(cross) > len(full):
-        raise UnsupportedModelError(f"{mc.hf_config.architectures[0]} has more cross-attention than "
-                                    "self-attention layers (not supported)")
+        raise UnsupportedModelError(
+            f"--memory-manager jenga cannot serve this configuration: {mc.hf_config.architectures[0]} has more "
+            "cross-attention than self-attention layers. Run it with --memory-manager default."
+        )
     return ModelLayers(full, swa, window, cross, _encoder_tokens(mc), mc.get_num_kv_heads(tp, dcp),
                        mc.head_dim, kvc.kv_cache_dtype, mamba_ids, mamba_params)
 
@@ -137,10 +139,9 @@ def _reject_unsupported(kvc: Any) -> None:
         if kvc.is_hybrid_swa:
             problems.append(f"{arch} has both Mamba/linear-attention and sliding-window layers (not supported)")
         if extra_buffer:
-            problems.append("--mamba-radix-cache-strategy extra_buffer (jenga keeps states at checkpoints; "
-                            "use no_buffer)")
+            problems.append("--mamba-radix-cache-strategy extra_buffer (use no_buffer)")
         if other:
-            problems.append("int8 Mamba checkpoints / ReplaySSM rings (not supported; drop those flags)")
+            problems.append("int8 Mamba checkpoints or ReplaySSM rings (drop those flags)")
     if kvc.use_mla_backend:
         problems.append(f"{arch} uses MLA attention (not supported)")
     if kvc.is_hybrid_swa_compress:

@@ -196,6 +196,10 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         kv.cache_inserted_len = max(kv.cache_inserted_len, n)
         self.unlock(req.lock)
         req.lock = self.lock(result.node)
+        if self.has_mamba and not req.finished():
+            # The running request computes on from its own state: the checkpoint just kept is for later
+            # hits only, so it stays evictable (sglang's default keeps it locked until the request ends).
+            self.tree.release_type(req.lock.receipt, MAMBA)
         req.last_node = result.node
 
     def _checkpoint_state(self, req: Any) -> int | None:

@@ -2,6 +2,7 @@
 
     SGLANG_USE_CPU_ENGINE=1 python -m sglang_jenga.bench.serving [--models gemma3 mellum]
         [--budget-tokens 1200] [--num-prompts 48] [--input-len 160] [--output-len 96] [--json OUT]
+        [--mamba-slots 12]
 
 For each tiny zoo model, a default server and a jenga server with the same KV byte budget
 (`--max-total-tokens`, which under jenga means the bytes the default layout would use) are started
@@ -9,6 +10,11 @@ side by side, one CPU core each. sglang's own client sends the same burst of ran
 (`--dataset-name random-ids`, no download; `--request-rate inf`, fixed seed) to each. Printed per
 model and manager: request throughput, mean and peak running requests (from the scheduler's
 per-step decode log) and retractions (from its log), and the jenga / default ratios.
+
+Mamba hybrids (falcon_h1, nemotron_h, qwen3_next) also get `--max-mamba-cache-size` (the default
+manager's state slots, which cap its running requests at slots / 3; jenga gets the same bytes in
+its shared buffer) and `--mamba-radix-cache-strategy no_buffer --disable-overlap-schedule`, the
+strategy that runs on CPU.
 
 `--enable-unified-memory` (sglang's one-buffer SWA/Mamba pool) is not in this comparison: it
 refuses the torch_native attention backend, the only one that runs on CPU (it needs
@@ -33,12 +39,18 @@ from sglang_jenga.server import Server, pinned_env, start_all
 
 SERVER_FLAGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--decode-log-interval", "1")
 ENV = {"SGLANG_JENGA_DUMMY_WEIGHT_RANGE": "0.5"}
+MAMBA_MODELS = ("falcon_h1", "nemotron_h", "qwen3_next")
+MAMBA_FLAGS = ("--mamba-radix-cache-strategy", "no_buffer", "--disable-overlap-schedule")
 
 
-def start_pair(model_dir: Path, budget_tokens: int) -> dict[str, Server]:
+def start_pair(name: str, model_dir: Path, args: argparse.Namespace) -> dict[str, Server]:
     managers = ("default", "jenga")
-    servers = [Server(model_dir, *SERVER_FLAGS, "--max-total-tokens", str(budget_tokens), "--memory-manager", m,
-                      env={**ENV, **pinned_env(core)}) for core, m in enumerate(managers)]
+    flags, env = [*SERVER_FLAGS, "--max-total-tokens", str(args.budget_tokens)], dict(ENV)
+    if name in MAMBA_MODELS:
+        flags += [*MAMBA_FLAGS, "--max-mamba-cache-size", str(args.mamba_slots)]
+        env["OMP_NUM_THREADS"] = "1"  # the scheduler's OpenMP threads otherwise spin on a 2-core machine
+    servers = [Server(model_dir, *flags, "--memory-manager", m, env={**env, **pinned_env(core)})
+               for core, m in enumerate(managers)]
     return dict(zip(managers, start_all(servers), strict=True))
 
 
@@ -70,7 +82,7 @@ def log_stats(log: str) -> dict[str, float]:
 
 def bench_model(name: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     model_dir = build(name, Path(args.zoo) / name)
-    servers = start_pair(model_dir, args.budget_tokens)
+    servers = start_pair(name, model_dir, args)
     try:
         results = {}
         for manager, server in servers.items():
@@ -85,13 +97,13 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, dict[str, floa
 
 def print_table(all_results: dict[str, dict[str, dict[str, float]]]) -> None:
     cols = ("request_throughput", "mean_running", "max_running", "retractions")
-    print(f"{'model':8} {'manager':8} " + " ".join(f"{c:>18}" for c in cols))
+    print(f"{'model':10} {'manager':8} " + " ".join(f"{c:>18}" for c in cols))
     for model, results in all_results.items():
         for manager, r in results.items():
-            print(f"{model:8} {manager:8} " + " ".join(f"{r[c]:>18.2f}" for c in cols))
+            print(f"{model:10} {manager:8} " + " ".join(f"{r[c]:>18.2f}" for c in cols))
         d, j = results["default"], results["jenga"]
         ratios = " ".join(f"{j[c] / d[c]:>17.2f}x" if d[c] else f"{'-':>18}" for c in cols)
-        print(f"{model:8} {'ratio':8} {ratios}")
+        print(f"{model:10} {'ratio':8} {ratios}")
 
 
 def main() -> None:
@@ -101,6 +113,7 @@ def main() -> None:
     parser.add_argument("--num-prompts", type=int, default=48)
     parser.add_argument("--input-len", type=int, default=160)
     parser.add_argument("--output-len", type=int, default=96)
+    parser.add_argument("--mamba-slots", type=int, default=12, help="--max-mamba-cache-size for Mamba hybrids")
     parser.add_argument("--zoo", default="out/zoo")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()

@@ -1,9 +1,10 @@
 """Mamba2 hybrids under `--memory-manager jenga` beside sglang's default manager, on real servers.
 
 Both run `--mamba-radix-cache-strategy no_buffer` (the strategy that runs on CPU), so states are
-checkpointed at the same places: a copy where a request's prefill ends, the request's own state
-where it finishes. A hit ends at the last checkpoint at or before the full-attention match, so the
-same requests hit the same lengths on both and the outputs match token for token.
+checkpointed at the same places: a copy where a request's prefill (or a 64-token chunk of it) ends,
+the request's own state where it finishes. A hit ends at the last checkpoint at or before the
+full-attention match, so the same requests hit the same lengths on both and the outputs match token
+for token.
 
 Two budgets: a roomy one (4096 tokens + 8 states) for the checkpoint hits, and a small one
 (1200 tokens + 12 states) where the default manager caps running requests at its state slots / 3
@@ -39,8 +40,8 @@ from sglang_jenga.server import Server
 
 pytestmark = pytest.mark.slow
 
-MAMBA_ARGS = ("--mamba-radix-cache-strategy", "no_buffer", "--disable-overlap-schedule")
-PROMPT = list(range(5, 45))  # 40 tokens
+MAMBA_ARGS = ("--mamba-radix-cache-strategy", "no_buffer", "--disable-overlap-schedule", "--chunked-prefill-size", "64")
+PROMPT = list(range(5, 85))  # 80 tokens: prefilled in chunks of 64 and 16
 NEW = 8
 
 
@@ -68,7 +69,8 @@ def _conversation(server: Server) -> list[dict[str, Any]]:
         first,
         greedy(server, PROMPT + first["ids"] + [7, 8, 9], NEW),  # extends the finished request
         greedy(server, PROMPT + [300, 301, 302], NEW),  # diverges after the prompt: its prefill checkpoint
-        greedy(server, PROMPT[:30] + [400, 401], NEW),  # diverges inside it: no state at or before 30
+        greedy(server, PROMPT[:70] + [500, 501], NEW),  # diverges after the first chunk: its checkpoint
+        greedy(server, PROMPT[:60] + [400, 401], NEW),  # diverges inside the first chunk: no state at or before 60
         greedy(server, PROMPT, NEW),  # the same prompt: a hit must leave a token to compute
     ]
 
@@ -80,11 +82,13 @@ def test_outputs_and_checkpoint_hits_match_the_default_manager(pair: Pair) -> No
         assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-4)
     hits = [r["cached_tokens"] for r in jenga]
     assert hits == [r["cached_tokens"] for r in default]
-    assert hits == [0, len(PROMPT) + NEW - 1, len(PROMPT), 0, 0]
+    assert hits == [0, len(PROMPT) + NEW - 1, len(PROMPT), 64, 0, 64]
 
 
 def test_batched_requests_match_the_default_manager(pair: Pair) -> None:
-    prompts = [list(range(10 + 7 * k, 30 + 9 * k)) for k in range(6)]
+    """Six prompts of 7-12 tokens, 57 in all: however they are batched, none is split into chunks (a split
+    changes the numerics, and where it falls depends on arrival timing)."""
+    prompts = [list(range(10 + 13 * k, 17 + 14 * k)) for k in range(6)]
     default, jenga = on_both(pair, lambda s: (flush(s), greedy_many(s, prompts, NEW))[1])
     assert [r["ids"] for r in default] == [r["ids"] for r in jenga]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -28,6 +30,8 @@ def test_help_lists_the_memory_manager_flag() -> None:
         (("--radix-cache-backend", "flexkv"), "--radix-cache-backend flexkv"),
         (("--speculative-algorithm", "NGRAM"), "--speculative-algorithm"),
         (("--kv-cache-dtype", "fp8_e5m2"), "--kv-cache-dtype fp8_e5m2"),
+        (("--mamba-radix-cache-strategy", "extra_buffer"), "--mamba-radix-cache-strategy extra_buffer"),
+        (("--enable-int8-mamba-checkpoint",), "--enable-int8-mamba-checkpoint"),
     ],
 )
 def test_flag_combinations_are_rejected_before_anything_starts(zoo, flags: tuple[str, ...], names: str) -> None:  # noqa: ANN001
@@ -39,12 +43,18 @@ def test_flag_combinations_are_rejected_before_anything_starts(zoo, flags: tuple
     assert "--memory-manager jenga cannot be combined with" in out.stderr and names in out.stderr, out.stderr[-2000:]
 
 
-def test_unsupported_model_stops_startup_naming_it(zoo) -> None:  # noqa: ANN001
-    s = server(zoo("falcon_h1"), "--memory-manager", "jenga", "--max-mamba-cache-size", "8",
-               "--mamba-radix-cache-strategy", "no_buffer", "--disable-overlap-schedule")
+def test_unsupported_model_stops_startup_naming_it(zoo, tmp_path) -> None:  # noqa: ANN001
+    """An mllama variant with more cross-attention than self-attention layers (4 of 6)."""
+    model = tmp_path / "mllama_mostly_cross"
+    shutil.copytree(zoo("mllama"), model)
+    config = json.loads((model / "config.json").read_text())
+    config["text_config"]["cross_attention_layers"] = [1, 2, 4, 5]
+    (model / "config.json").write_text(json.dumps(config))
+    s = server(model, "--memory-manager", "jenga")
     with pytest.raises(ServerError) as err:
         s.start()
     s.stop()
     message = str(err.value)
     assert "--memory-manager jenga cannot serve this configuration" in message
-    assert "FalconH1ForCausalLM" in message and "--memory-manager default" in message
+    assert "MllamaForConditionalGeneration has more cross-attention than self-attention layers" in message
+    assert "--memory-manager default" in message
