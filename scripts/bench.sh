@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every benchmark in one run (about 25 minutes on 2 cores): the replay comparison on
+# Every benchmark in one run (about 30 minutes on 2 cores): the replay comparison on
 # real model shapes (table, checks, motivation figures, docs/img/*.png), the allocator microbenchmark and the
-# end-to-end bench_serving comparison on CPU servers. JSON results go to out/.
+# end-to-end bench_serving comparisons on CPU servers (sliding-window models, then Mamba2 hybrids with short
+# requests). JSON results go to out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,3 +11,5 @@ mkdir -p out
 .venv/bin/python -m sglang_jenga.bench.compare --json out/compare.json
 .venv/bin/python -m sglang_jenga.bench.alloc --json out/alloc.json
 .venv/bin/python -m sglang_jenga.bench.serving --json out/serving.json
+.venv/bin/python -m sglang_jenga.bench.serving --models falcon_h1 nemotron_h --input-len 32 --output-len 48 \
+    --json out/serving_mamba.json
