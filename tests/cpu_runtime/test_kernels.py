@@ -228,9 +228,9 @@ def _tree_cases() -> list[Case]:
             cases.append(
                 (f"build {shape} mode={mode}", "build_tree_kernel_efficient", _tree_args(gen, shape, mode))
             )
-    cases.append(
-        ("build orphan", "build_tree_kernel_efficient", _tree_args(gen, (3, 2, 3, 6, 8), QLEN_ONLY, True))
-    )
+    # No "orphan" tree here (a selected token whose parent was not selected): sglang's Triton kernel, run in
+    # the interpreter, reads past its inputs for it and returned a different mask in about 1 run of 12.
+    # test_orphan_tree_is_deterministic covers the stand-in on that input.
     for shape in TREE_SHAPES:
         for vocab in (2, 5):  # a tiny vocabulary makes matches (long accepts) likely
             cases.append(
@@ -547,3 +547,13 @@ def test_standin_exports_and_registers_no_ops() -> None:
 
 if __name__ == "__main__":
     _reference_main(sys.argv[1], sys.argv[2])
+
+
+def test_orphan_tree_is_deterministic() -> None:
+    """The stand-in on a tree with an orphan (its parent not selected) gives the same mask every time."""
+    outs = []
+    for _ in range(2):
+        args = _tree_args(torch.Generator().manual_seed(7), (3, 2, 3, 6, 8), QLEN_ONLY, True)
+        standin.build_tree_kernel_efficient_cpu(*args)
+        outs.append([a.clone() for a in args if isinstance(a, torch.Tensor)])
+    assert all(torch.equal(a, b) for a, b in zip(*outs, strict=True))
