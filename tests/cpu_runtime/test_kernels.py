@@ -228,8 +228,8 @@ def _tree_cases() -> list[Case]:
             cases.append(
                 (f"build {shape} mode={mode}", "build_tree_kernel_efficient", _tree_args(gen, shape, mode))
             )
-    # No "orphan" tree here (a selected token whose parent was not selected): sglang's Triton kernel, run in
-    # the interpreter, reads past its inputs for it and returned a different mask in about 1 run of 12.
+    # No "orphan" tree here (a selected token whose parent was not selected): on it sglang's Triton kernel, run
+    # in the interpreter, returned a different mask in about 1 run of 12 (not traced further).
     # test_orphan_tree_is_deterministic covers the stand-in on that input.
     for shape in TREE_SHAPES:
         for vocab in (2, 5):  # a tiny vocabulary makes matches (long accepts) likely
