@@ -1,47 +1,76 @@
-"""Real sglang servers on the tiny Mamba2 hybrids (FalconH1, NemotronH) and Qwen3-Next, CPU only.
+"""Real sglang servers on the tiny Mamba2 hybrids (FalconH1, NemotronH) and Qwen3-Next (gated delta
+net), CPU only: sglang's default manager and `--memory-manager jenga` side by side.
 
-They serve through the plain-torch kernels of sglang_jenga.cpu_runtime.mamba, which sglang_jenga's
-plugin installs by calling `register_cpu_mamba_hooks()`. Each model's server starts once for this
-module and is stopped when its tests are done, also when they fail.
+They serve through the plain-torch kernels of sglang_jenga.cpu_runtime.mamba, which the plugin installs
+by calling `register_cpu_mamba_hooks()`. Both managers run `--mamba-radix-cache-strategy no_buffer` (the
+only strategy that starts on CPU), so states are checkpointed at the same places: a copy where a
+request's prefill (or a chunk of it) ends, the request's own state where it finishes. A hit ends at the
+last checkpoint at or before the full-attention match, so the same requests hit the same lengths on
+both and the outputs match token for token.
 
-Mamba radix cache on CPU: only `--mamba-radix-cache-strategy no_buffer` starts (sglang refuses
-extra_buffer without platform support for state snapshots). no_buffer keeps a request's Mamba
-state only where the request ended (prompt + output - 1 tokens), so an identical second prompt
-recomputes, and a prompt that extends a finished request's prompt + output reuses its state.
+Two budgets: a roomy one (4096 tokens + 8 states, 64-token chunks) for the checkpoint hits, and a
+small one (1200 tokens + 12 states, sglang's default 4096-token chunks) where the default manager
+caps running requests at its state slots / 3 (sglang reserves three slots per running request: its
+state and checkpoint copies), and jenga has the same bytes in its shared buffer: there jenga runs
+more requests at once, and evicts cached states and tokens on the way. After `/flush_cache` every
+jenga page is free.
 
-The scheduler runs with OMP_NUM_THREADS=1: on the 2-core test machine its OpenMP threads otherwise
+Where a concurrent burst's prompts are split into chunks depends on arrival timing, and a different
+split changes the numerics (the scan restarts from a state): it changed a greedy token in about one run
+in three. So no burst here can be split: the roomy pairs' batches are at most 63 tokens in all under
+64-token chunks, the small pair runs sglang's default chunk size.
+
+The schedulers run with OMP_NUM_THREADS=1: on the 2-core test machine their OpenMP threads otherwise
 spin against the other processes and a 40-token request takes seconds instead of ~0.2 s.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from serverkit import greedy, start  # type: ignore[import-not-found]
+from serverkit import (
+    Pair,
+    assert_all_free,
+    flush,
+    greedy,
+    greedy_many,
+    jenga_stats,
+    max_running,
+    on_both,
+    started_pair,
+)
 
 from sglang_jenga.server import Server
 
 pytestmark = pytest.mark.slow
 
-MAMBA_ARGS = ("--max-mamba-cache-size", "8", "--mamba-radix-cache-strategy", "no_buffer", "--disable-overlap-schedule")
-PROMPT = list(range(5, 45))
+MAMBA_ARGS = ("--mamba-radix-cache-strategy", "no_buffer", "--disable-overlap-schedule")
+PROMPT = list(range(5, 85))  # 80 tokens: prefilled in chunks of 64 and 16
+NEW = 8
+
+
+@contextmanager
+def _pair(zoo: Callable[[str], Path], name: str, *args: str, states: int, tokens: int) -> Iterator[Pair]:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OMP_NUM_THREADS", "1")
+        with started_pair(zoo(name), *MAMBA_ARGS, *args, "--max-mamba-cache-size", str(states),
+                          max_total_tokens=tokens) as p:
+            env.undo()
+            yield p
 
 
 @pytest.fixture(scope="module", params=["falcon_h1", "nemotron_h", "qwen3_next"])
-def mamba_server(request: pytest.FixtureRequest, zoo: Callable[[str], Path]) -> Iterator[Server]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("OMP_NUM_THREADS", "1")
-        server = start(zoo(request.param), *MAMBA_ARGS)
-    try:
-        yield server
-    finally:
-        server.stop()
+def pair(request: pytest.FixtureRequest, zoo: Callable[[str], Path]) -> Iterator[Pair]:
+    with _pair(zoo, request.param, "--chunked-prefill-size", "64", states=8, tokens=4096) as p:
+        yield p
 
 
 def test_plugin_registers_the_cpu_mamba_hooks() -> None:
@@ -60,40 +89,119 @@ def test_plugin_registers_the_cpu_mamba_hooks() -> None:
     assert out.stdout.strip().splitlines()[-1] == "[]", "plugin.register() does not register the Mamba CPU hooks"
 
 
-def test_generate_is_greedy_and_repeatable(mamba_server: Server) -> None:
-    first = greedy(mamba_server, PROMPT, 8)
-    again = greedy(mamba_server, PROMPT, 8)
-    assert len(first["ids"]) > 0
-    assert first["ids"] == again["ids"]
+def _conversation(server: Server) -> list[dict[str, Any]]:
+    """Requests whose hits land on checkpoints: a finished request's end, a prefill's end, none."""
+    flush(server)
+    first = greedy(server, PROMPT, NEW)
+    return [
+        first,
+        greedy(server, PROMPT + first["ids"] + [7, 8, 9], NEW),  # extends the finished request
+        greedy(server, PROMPT + [300, 301, 302], NEW),  # diverges after the prompt: its prefill checkpoint
+        greedy(server, PROMPT[:70] + [500, 501], NEW),  # diverges after the first chunk: its checkpoint
+        greedy(server, PROMPT[:60] + [400, 401], NEW),  # diverges inside the first chunk: no state at or before 60
+        greedy(server, PROMPT, NEW),  # the same prompt: a hit must leave a token to compute
+    ]
 
 
-def test_extending_a_finished_request_reuses_its_mamba_state(mamba_server: Server) -> None:
-    """The follow-up starts from the cached state; after a cache flush it is recomputed from
-    scratch, and both give the same tokens (prefill scan, decode update and cached state agree)."""
-    first = greedy(mamba_server, PROMPT, 8)
-    follow_up = PROMPT + first["ids"] + [7, 8, 9]
-    cached = greedy(mamba_server, follow_up, 8)
-    assert cached["cached_tokens"] >= len(PROMPT)
-    mamba_server.post("/flush_cache")
-    fresh = greedy(mamba_server, follow_up, 8)
-    assert fresh["cached_tokens"] == 0
-    assert fresh["ids"] == cached["ids"]
+def test_outputs_and_checkpoint_hits_match_the_default_manager(pair: Pair) -> None:
+    default, jenga = on_both(pair, _conversation)
+    for a, b in zip(default, jenga, strict=True):
+        assert a["ids"] == b["ids"]
+        assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-4)
+    hits = [r["cached_tokens"] for r in jenga]
+    assert hits == [r["cached_tokens"] for r in default]
+    assert hits == [0, len(PROMPT) + NEW - 1, len(PROMPT), 64, 0, 64]
 
 
-def test_batched_requests_match_one_by_one(mamba_server: Server) -> None:
-    """Sequences of different lengths prefilled and decoded together (varlen conv and scan)."""
-    prompts = [list(range(10, 30)), list(range(50, 53)), list(range(200, 260))]
-    alone = [greedy(mamba_server, p, 6)["ids"] for p in prompts]
-    mamba_server.post("/flush_cache")
-    with ThreadPoolExecutor(len(prompts)) as pool:
-        together = list(pool.map(lambda p: greedy(mamba_server, p, 6)["ids"], prompts))
-    assert together == alone
+def test_cached_state_gives_what_recomputing_gives(pair: Pair) -> None:
+    """A follow-up starts from the finished request's cached state; after a flush it is recomputed from
+    scratch: the same tokens (prefill scan, decode update and cached state agree), on both managers."""
+    def run(server: Server) -> tuple[dict[str, Any], dict[str, Any]]:
+        flush(server)
+        first = greedy(server, PROMPT, NEW)
+        assert greedy(server, PROMPT, NEW)["ids"] == first["ids"]  # greedy and repeatable
+        follow_up = PROMPT + first["ids"] + [7, 8, 9]
+        cached = greedy(server, follow_up, NEW)
+        flush(server)
+        return cached, greedy(server, follow_up, NEW)
+
+    for cached, fresh in on_both(pair, run):
+        assert cached["cached_tokens"] >= len(PROMPT) and fresh["cached_tokens"] == 0
+        assert fresh["ids"] == cached["ids"]
 
 
-def test_openai_chat_completion(mamba_server: Server) -> None:
+def test_batched_requests_match_one_by_one_and_the_default_manager(pair: Pair) -> None:
+    """Sequences of different lengths prefilled and decoded together (varlen conv and scan); 63 tokens in
+    all, so however they are batched none is split into chunks."""
+    prompts = [list(range(10, 30)), list(range(50, 53)), list(range(200, 240))]
+
+    def run(server: Server) -> tuple[list[list[int]], list[list[int]]]:
+        flush(server)
+        alone = [greedy(server, p, NEW)["ids"] for p in prompts]
+        flush(server)
+        return alone, [r["ids"] for r in greedy_many(server, prompts, NEW)]
+
+    (default_alone, default_together), (jenga_alone, jenga_together) = on_both(pair, run)
+    assert default_together == default_alone == jenga_alone == jenga_together
+
+
+def test_openai_chat_completion(pair: Pair) -> None:
     body = {"model": "tiny", "messages": [{"role": "user", "content": "Hello there"}],
             "max_tokens": 8, "temperature": 0}
-    out = mamba_server.post("/v1/chat/completions", body)
-    assert out["choices"][0]["finish_reason"] in ("length", "stop")
-    assert 0 < out["usage"]["completion_tokens"] <= 8
-    assert out["usage"]["prompt_tokens"] > 3
+    for out in on_both(pair, lambda s: s.post("/v1/chat/completions", body)):
+        assert out["choices"][0]["finish_reason"] in ("length", "stop")
+        assert 0 < out["usage"]["completion_tokens"] <= 8
+        assert out["usage"]["prompt_tokens"] > 3
+
+
+def test_flush_frees_every_page(pair: Pair) -> None:
+    greedy_many(pair.jenga, [PROMPT, PROMPT + [9], list(range(100, 150))], NEW)
+    stats = jenga_stats(pair.jenga)
+    assert stats["types"]["mamba"]["pages_cached"] > 0
+    flush(pair.jenga)
+    assert_all_free(jenga_stats(pair.jenga))
+
+
+# -- a small budget: the default manager's state slots against the same bytes under jenga ----------
+SMALL_STATES, SMALL_TOKENS = 12, 1200
+BURST = [list(range(20 + 11 * k, 44 + 11 * k)) for k in range(16)]  # 16 requests of 24 tokens
+
+
+@pytest.fixture(scope="module")
+def small(zoo: Callable[[str], Path]) -> Iterator[Pair]:
+    with _pair(zoo, "falcon_h1", states=SMALL_STATES, tokens=SMALL_TOKENS) as p:
+        yield p
+
+
+def test_jenga_runs_more_requests_than_the_state_slots_allow(small: Pair) -> None:
+    default, jenga = on_both(small, lambda s: (flush(s), greedy_many(s, BURST, 24))[1])
+    assert [r["ids"] for r in default] == [r["ids"] for r in jenga]
+    most = [max_running(s.log()) for s in small]
+    cap = re.search(r"max_running_requests is capped to (\d+) by the mamba state cache", small.default.log())
+    assert cap is not None, "the default manager did not cap running requests by its state slots"
+    print(f"max running requests: default {most[0]} (capped at {cap[1]} by {SMALL_STATES} state slots), "
+          f"jenga {most[1]}: {most[1] / most[0]:.2f}x")
+    assert most[0] <= int(cap[1]) < most[1]
+
+
+def test_outputs_match_while_states_and_tokens_are_evicted(small: Pair) -> None:
+    """Distinct prompts and follow-ups overflow the small budget: cached states and tokens are
+    evicted (each manager by its own policy, so hits may differ) and the tokens still match."""
+    def run(server: Server) -> list[dict[str, Any]]:
+        flush(server)
+        out = []
+        for k in range(10):
+            prompt = list(range(200 + 50 * k, 240 + 50 * k))
+            first = greedy(server, prompt, NEW)
+            out += [first, greedy(server, prompt + first["ids"] + [k + 3], NEW)]
+        return out
+
+    default, jenga = on_both(small, run)
+    assert [r["ids"] for r in default] == [r["ids"] for r in jenga]
+    for a, b in zip(default, jenga, strict=True):
+        assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-3)
+    assert any(r["cached_tokens"] for r in jenga)
+    evicted = {name: t["pages_evicted"] for name, t in jenga_stats(small.jenga)["types"].items()}
+    assert evicted["mamba"] > 0 and evicted["full"] > 0, evicted
+    flush(small.jenga)
+    assert_all_free(jenga_stats(small.jenga))
