@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import pytest
+
 from sglang_jenga.server import Server, pinned_env, start_all
 
 # Every tiny server: random weights, a fixed seed, a decode log line per step (for #running-req).
@@ -102,3 +104,19 @@ def max_running(log: str) -> int:
 def flush(server: Server) -> None:
     """`POST /flush_cache`, waiting up to 60 s for running requests to drain; raises if it did not flush."""
     server.post("/flush_cache?timeout=60")
+
+
+# Mamba hybrids on CPU: the radix strategy that runs there. Their schedulers run with OMP_NUM_THREADS=1: on
+# the 2-core test machine their OpenMP threads otherwise spin against the other processes.
+MAMBA_ARGS = ("--mamba-radix-cache-strategy", "no_buffer", "--disable-overlap-schedule")
+
+
+@contextmanager
+def mamba_pair(zoo: Callable[[str], Path], name: str, *args: str, states: int, tokens: int) -> Iterator[Pair]:
+    """`started_pair` on zoo model `name` with `--max-mamba-cache-size states` and `tokens` of KV."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OMP_NUM_THREADS", "1")
+        with started_pair(zoo(name), *MAMBA_ARGS, *args, "--max-mamba-cache-size", str(states),
+                          max_total_tokens=tokens) as p:
+            env.undo()
+            yield p

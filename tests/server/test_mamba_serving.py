@@ -8,17 +8,12 @@ request's prefill (or a chunk of it) ends, the request's own state where it fini
 last checkpoint at or before the full-attention match, so the same requests hit the same lengths on
 both and the outputs match token for token.
 
-Two budgets: a roomy one (4096 tokens + 8 states, 64-token chunks) for the checkpoint hits, and a
-small one (1200 tokens + 12 states, sglang's default 4096-token chunks) where the default manager
-caps running requests at its state slots / 3 (sglang reserves three slots per running request: its
-state and checkpoint copies), and jenga has the same bytes in its shared buffer: there jenga runs
-more requests at once, and evicts cached states and tokens on the way. After `/flush_cache` every
-jenga page is free.
+Budget: 4096 tokens + 8 states (`--max-mamba-cache-size 8`), 64-token chunks. The small-budget
+comparison is in test_mamba_pressure.py. After `/flush_cache` every jenga page is free.
 
 Where a concurrent burst's prompts are split into chunks depends on arrival timing, and a different
 split changes the numerics (the scan restarts from a state): it changed a greedy token in about one run
-in three. So no burst here can be split: the roomy pairs' batches are at most 63 tokens in all under
-64-token chunks, the small pair runs sglang's default chunk size.
+in three. So no burst here can be split: a batch is at most 63 tokens in all under 64-token chunks.
 
 The schedulers run with OMP_NUM_THREADS=1: on the 2-core test machine their OpenMP threads otherwise
 spin against the other processes and a 40-token request takes seconds instead of ~0.2 s.
@@ -26,12 +21,10 @@ spin against the other processes and a 40-token request takes seconds instead of
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,33 +36,21 @@ from serverkit import (
     greedy,
     greedy_many,
     jenga_stats,
-    max_running,
+    mamba_pair,
     on_both,
-    started_pair,
 )
 
 from sglang_jenga.server import Server
 
 pytestmark = pytest.mark.slow
 
-MAMBA_ARGS = ("--mamba-radix-cache-strategy", "no_buffer", "--disable-overlap-schedule")
 PROMPT = list(range(5, 85))  # 80 tokens: prefilled in chunks of 64 and 16
 NEW = 8
 
 
-@contextmanager
-def _pair(zoo: Callable[[str], Path], name: str, *args: str, states: int, tokens: int) -> Iterator[Pair]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("OMP_NUM_THREADS", "1")
-        with started_pair(zoo(name), *MAMBA_ARGS, *args, "--max-mamba-cache-size", str(states),
-                          max_total_tokens=tokens) as p:
-            env.undo()
-            yield p
-
-
 @pytest.fixture(scope="module", params=["falcon_h1", "nemotron_h", "qwen3_next"])
 def pair(request: pytest.FixtureRequest, zoo: Callable[[str], Path]) -> Iterator[Pair]:
-    with _pair(zoo, request.param, "--chunked-prefill-size", "64", states=8, tokens=4096) as p:
+    with mamba_pair(zoo, request.param, "--chunked-prefill-size", "64", states=8, tokens=4096) as p:
         yield p
 
 
@@ -160,48 +141,3 @@ def test_flush_frees_every_page(pair: Pair) -> None:
     assert stats["types"]["mamba"]["pages_cached"] > 0
     flush(pair.jenga)
     assert_all_free(jenga_stats(pair.jenga))
-
-
-# -- a small budget: the default manager's state slots against the same bytes under jenga ----------
-SMALL_STATES, SMALL_TOKENS = 12, 1200
-BURST = [list(range(20 + 11 * k, 44 + 11 * k)) for k in range(16)]  # 16 requests of 24 tokens
-
-
-@pytest.fixture(scope="module")
-def small(zoo: Callable[[str], Path]) -> Iterator[Pair]:
-    with _pair(zoo, "falcon_h1", states=SMALL_STATES, tokens=SMALL_TOKENS) as p:
-        yield p
-
-
-def test_jenga_runs_more_requests_than_the_state_slots_allow(small: Pair) -> None:
-    default, jenga = on_both(small, lambda s: (flush(s), greedy_many(s, BURST, 24))[1])
-    assert [r["ids"] for r in default] == [r["ids"] for r in jenga]
-    most = [max_running(s.log()) for s in small]
-    cap = re.search(r"max_running_requests is capped to (\d+) by the mamba state cache", small.default.log())
-    assert cap is not None, "the default manager did not cap running requests by its state slots"
-    print(f"max running requests: default {most[0]} (capped at {cap[1]} by {SMALL_STATES} state slots), "
-          f"jenga {most[1]}: {most[1] / most[0]:.2f}x")
-    assert most[0] <= int(cap[1]) < most[1]
-
-
-def test_outputs_match_while_states_and_tokens_are_evicted(small: Pair) -> None:
-    """Distinct prompts and follow-ups overflow the small budget: cached states and tokens are
-    evicted (each manager by its own policy, so hits may differ) and the tokens still match."""
-    def run(server: Server) -> list[dict[str, Any]]:
-        flush(server)
-        out = []
-        for k in range(10):
-            prompt = list(range(200 + 50 * k, 240 + 50 * k))
-            first = greedy(server, prompt, NEW)
-            out += [first, greedy(server, prompt + first["ids"] + [k + 3], NEW)]
-        return out
-
-    default, jenga = on_both(small, run)
-    assert [r["ids"] for r in default] == [r["ids"] for r in jenga]
-    for a, b in zip(default, jenga, strict=True):
-        assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-3)
-    assert any(r["cached_tokens"] for r in jenga)
-    evicted = {name: t["pages_evicted"] for name, t in jenga_stats(small.jenga)["types"].items()}
-    assert evicted["mamba"] > 0 and evicted["full"] > 0, evicted
-    flush(small.jenga)
-    assert_all_free(jenga_stats(small.jenga))
