@@ -70,6 +70,14 @@ def can_alloc(jenga: JengaBuffer, demand: Mapping[str, int]) -> bool:
     return large <= alloc.large_pages_free
 
 
+def evict_until_fits(jenga: JengaBuffer, tree_cache: Any, demand: Mapping[str, int]) -> bool:
+    """Evict from `tree_cache` (if it shares prefixes) until `demand` can be allocated at once; returns
+    whether it can."""
+    if not can_alloc(jenga, demand) and tree_cache is not None and tree_cache.supports_prefix_sharing():
+        tree_cache.evict_until_allocatable(demand)
+    return can_alloc(jenga, demand)
+
+
 def joint_available(jenga: JengaBuffer, names: tuple[str, ...]) -> int:
     """Largest n such that n pages of every type in `names` fit at once (binary search)."""
     lo, hi = 0, min(jenga.allocator.of(n).available() for n in names)
@@ -197,9 +205,7 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         """Evict from the tree until `num_tokens` full and `swa_num_tokens` (default: as many) SWA slots
         can be allocated together. Returns whether they can."""
         demand = {"full": num_tokens, "swa": num_tokens if swa_num_tokens is None else swa_num_tokens}
-        if not can_alloc(self.jenga, demand) and tree_cache is not None and tree_cache.supports_prefix_sharing():
-            tree_cache.evict_until_allocatable(demand)
-        return can_alloc(self.jenga, demand)
+        return evict_until_fits(self.jenga, tree_cache, demand)
 
     def check_decode_capacity(self, *, num_tokens: int, tree_cache: Any, requests: Any = None,
                               spec_algorithm: Any = None) -> bool:

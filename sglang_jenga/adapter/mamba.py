@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from sglang_jenga.adapter.allocator import JengaTokenAllocator, TypeSlots, can_alloc
+from sglang_jenga.adapter.allocator import JengaTokenAllocator, TypeSlots, evict_until_fits
 from sglang_jenga.adapter.buffer import JengaBuffer
 from sglang_jenga.adapter.compat import sglang_classes
 from sglang_jenga.core import OutOfPagesError
@@ -165,10 +165,7 @@ class JengaStateTokenAllocator(JengaTokenAllocator):
 
     def evict_to_free_tokens(self, tree_cache: Any, num_tokens: int) -> bool:
         """Evict until `num_tokens` full-attention slots can be allocated; returns whether they can."""
-        demand = {"full": num_tokens}
-        if not can_alloc(self.jenga, demand) and tree_cache is not None and tree_cache.supports_prefix_sharing():
-            tree_cache.evict_until_allocatable(demand)
-        return can_alloc(self.jenga, demand)
+        return evict_until_fits(self.jenga, tree_cache, {"full": num_tokens})
 
     def check_decode_capacity(self, *, num_tokens: int, tree_cache: Any, requests: Any = None,
                               spec_algorithm: Any = None) -> bool:

@@ -171,8 +171,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         """
         enc = self.encoder_len(req)
         if self.disable or up_to < enc or up_to == 0:
-            self._drop_state(req)
-            return
+            return  # a state slot the request still holds is freed by on_release
         kv, tokens = req.kv, req.full_untruncated_fill_ids[:up_to]
         n, protected = len(tokens), kv.cache_protected_len
         row = self.req_to_token_pool.req_to_token[kv.req_pool_idx, :n].to(torch.int64)
@@ -217,12 +216,6 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             return None
         self.req_to_token_pool.mamba_pool.copy_from(kv.mamba_pool_idx.reshape(1), copy)
         return self.jenga.to_pages(MAMBA, copy)[0]
-
-    def _drop_state(self, req: Any) -> None:
-        """Free the state slot of a request that ends without handing it to the tree."""
-        if self.has_mamba and req.kv.holds_mamba and req.finished():
-            self.req_to_token_pool.mamba_allocator.free(req.kv.mamba_pool_idx.reshape(1))
-            req.kv.mamba_pool_idx = None
 
     def _reclaim_states(self, num_slots: int) -> None:
         """Evict until `num_slots` state slots can be allocated (the slot allocator's fallback)."""
