@@ -29,6 +29,8 @@ def test_help_lists_the_memory_manager_flag() -> None:
         (("--page-size", "16"), "--page-size 16"),
         (("--radix-cache-backend", "flexkv"), "--radix-cache-backend flexkv"),
         (("--speculative-algorithm", "NGRAM"), "--speculative-algorithm"),
+        (("--disaggregation-mode", "prefill"), "--disaggregation-mode prefill"),
+        (("--disaggregation-mode", "decode"), "--disaggregation-mode decode"),
         (("--kv-cache-dtype", "fp8_e5m2"), "--kv-cache-dtype fp8_e5m2"),
         (("--mamba-radix-cache-strategy", "extra_buffer"), "--mamba-radix-cache-strategy extra_buffer"),
         (("--enable-int8-mamba-checkpoint",), "--enable-int8-mamba-checkpoint"),
