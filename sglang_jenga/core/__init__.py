@@ -1,17 +1,15 @@
 """Engine-agnostic core of sglang_jenga: layer-type specs, LCM layout, two-level allocator, per-type policies,
 typed radix tree and prefix-subset evictor. Pure Python; imports nothing from sglang or torch.
 
-Typical use (the adapter's view):
+Typical use (what the sglang adapter and the replay benchmark both do, through `KVCacheManager`):
 
-    layout = plan_layout(model, tokens_per_page=16)
-    alloc = TwoLevelAllocator.for_bytes(layout, pool_bytes)
-    tree = TypedRadixTree(alloc)
-    hit = tree.match(tokens, extra_key)            # pages per type + the node to lock
-    handle = tree.lock(hit.node)
-    pages = alloc.alloc("full", n, owner=req_id)   # request-aware placement
-    tree.insert(tokens, {"full": [...], "swa": [...]}, extra_key)
-    tree.unlock(handle); alloc.close_owner(req_id)
-    tree.evict(num_bytes)                           # when an alloc raises OutOfPagesError
+    kv = KVCacheManager(plan_layout(model, tokens_per_page=1), num_large_pages)
+    hit = kv.match(tokens, extra_key)              # pages per type + the node to lock
+    kv.open(rid, extra_key, start=hit.hit_tokens); kv.lock(rid, hit.node)
+    kv.alloc_tokens(rid, len(tokens) - hit.hit_tokens, evict=True)   # request-aware placement
+    kv.alloc_step([rid, ...], evict=True)          # one decode step
+    kv.release_window(rid, computed_tokens)        # out-of-window pages
+    kv.cache(rid, tokens); kv.close(rid)           # finish (or only close: abort, retract)
 """
 
 from .allocator import (
@@ -24,6 +22,7 @@ from .allocator import (
 )
 from .evictor import Evictor
 from .layout import DEFAULT_MAX_LARGE_PAGE_BYTES, Layout, PageLocation, TypeLayout, plan_layout
+from .manager import CapacityPlan, HeldPages, KVCacheManager
 from .nodes import EvictResult, InsertResult, LockHandle, MatchResult, Node, TreeStats, TypeHit
 from .policies import (
     ChunkedLocalPolicy,
@@ -55,12 +54,12 @@ from .specs import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_LARGE_PAGE_BYTES", "MODELS", "AllocatorStats", "AttentionSpec", "ChunkedLocalPolicy",
-    "ChunkedLocalSpec", "CrossAttentionPolicy", "CrossAttentionSpec", "EvictResult", "Evictor",
-    "FullAttentionPolicy", "FullAttentionSpec", "InsertResult", "LargePagePool", "LayerGroup", "LayerSpec",
-    "Layout", "LockHandle", "MambaPolicy", "MambaSpec", "MatchResult", "ModelSpec", "Node", "OutOfPagesError",
-    "PageKind", "PageLocation", "Policy", "SlidingWindowPolicy", "SlidingWindowSpec", "SmallPageAllocator",
-    "TreeStats", "TwoLevelAllocator", "TypeHit", "TypeLayout", "TypeStats", "TypedRadixTree", "as_draft",
-    "gated_delta_net_state_bytes", "make_policy", "mamba2_state_bytes", "plan_layout", "register_policy",
-    "registered_policies",
+    "DEFAULT_MAX_LARGE_PAGE_BYTES", "MODELS", "AllocatorStats", "AttentionSpec", "CapacityPlan",
+    "ChunkedLocalPolicy", "ChunkedLocalSpec", "CrossAttentionPolicy", "CrossAttentionSpec", "EvictResult",
+    "Evictor", "FullAttentionPolicy", "FullAttentionSpec", "HeldPages", "InsertResult", "KVCacheManager",
+    "LargePagePool", "LayerGroup", "LayerSpec", "Layout", "LockHandle", "MambaPolicy", "MambaSpec", "MatchResult",
+    "ModelSpec", "Node", "OutOfPagesError", "PageKind", "PageLocation", "Policy", "SlidingWindowPolicy",
+    "SlidingWindowSpec", "SmallPageAllocator", "TreeStats", "TwoLevelAllocator", "TypeHit", "TypeLayout",
+    "TypeStats", "TypedRadixTree", "as_draft", "gated_delta_net_state_bytes", "make_policy", "mamba2_state_bytes",
+    "plan_layout", "register_policy", "registered_policies",
 ]

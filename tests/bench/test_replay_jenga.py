@@ -57,7 +57,7 @@ def test_every_request_finishes_with_integrity(kind: str, pool_bytes: int) -> No
     assert result["output_tokens"] == sum(r.output_len for r in trace)
     assert manager.usage().bytes_total <= pool_bytes
     assert manager.drain()  # the cache evicts to nothing: every large page back in the pool
-    assert manager.alloc.large_pages_free == manager.alloc.pool.total
+    assert manager.kv.allocator.large_pages_free == manager.kv.allocator.pool.total
 
 
 def test_tight_budget_retracts_and_still_finishes() -> None:
