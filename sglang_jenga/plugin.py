@@ -15,7 +15,8 @@ Hooks (targets are listed in adapter/compat.py):
   hybrid SWA model checks              runs them with full-length KV in every layer)
   torch_native SDPA reads    AROUND  sglang bug workaround (adapter/torch_native_fix.py)
   internal state memory      AFTER   adds live jenga stats to /server_info
-  alloc_for_extend           AROUND  tells jenga's allocator which extend tokens are encoder tokens
+  alloc_for_extend,          AROUND  tells jenga whose slots the next flat allocation is (each request
+  alloc_for_decode                     its own placement owner) and which extend tokens are encoder tokens
   dummy weight init          AROUND  only with SGLANG_JENGA_DUMMY_WEIGHT_RANGE set (test aid, below)
   Mamba2 / GDN kernels       REPLACE CPU runs only (cpu_runtime/mamba/hooks.py)
 and the radix cache backend "jenga" (adapter/tree_cache.py).
@@ -55,6 +56,7 @@ def register() -> None:
     registry.register(compat.HYBRID_LAYER_IDS, _hybrid_layer_ids, kind.AROUND)
     registry.register(compat.INTERNAL_STATE_MEMORY, _add_stats, kind.AFTER)
     registry.register(compat.ALLOC_FOR_EXTEND, _alloc_for_extend, kind.AROUND)
+    registry.register(compat.ALLOC_FOR_DECODE, _alloc_for_decode, kind.AROUND)
     from sglang_jenga.adapter.torch_native_fix import translate_swa_reads
 
     registry.register(compat.TORCH_NATIVE_EXTEND, translate_swa_reads, kind.AROUND)
@@ -178,23 +180,46 @@ def _dummy_weights(original: Any, model: Any, low: float = -1e-3, high: float = 
 
 
 def _alloc_for_extend(original: Any, batch: Any) -> Any:
-    """Encoder-decoder models under jenga: before sglang allocates the batch's extend tokens in one
-    flat call, tell the allocator how many of each request's tokens are encoder tokens."""
-    allocator = batch.tree_cache.token_to_kv_pool_allocator
-    plan_extend = getattr(allocator, "plan_extend", None)
-    if plan_extend is None:
+    """Before sglang allocates the batch's extend tokens in one flat call, tell jenga whose they are (each
+    request its own placement owner) and, for encoder-decoder models, how many of each request's tokens
+    are encoder tokens. Rows are read when the slots are taken (sglang assigns them in between)."""
+    jenga = _jenga_of(batch)
+    if jenga is None:
         return original(batch)
-    plan = []
+    from sglang_jenga.adapter.buffer import PlannedAlloc
+
+    cache = batch.tree_cache
+    parts = []
     for req, extend_len in zip(batch.reqs, batch.extend_lens, strict=True):
-        batch.tree_cache.note_request(req)
-        enc = batch.tree_cache.encoder_len(req)
+        cache.note_request(req)
+        enc = cache.encoder_len(req)
         cross = enc if req.prefix_len < enc else 0
-        plan.append((cross, extend_len - cross))
-    plan_extend(plan)
+        parts.append((req, cross, extend_len - cross, max(0, req.prefix_len - enc)))
+    jenga.plan(lambda: [PlannedAlloc(r.kv.req_pool_idx, c, t, s) for r, c, t, s in parts])
     try:
         return original(batch)
     finally:
-        plan_extend(None)
+        jenga.plan(None)
+
+
+def _alloc_for_decode(original: Any, batch: Any, token_per_req: int) -> Any:
+    """A decode step: `token_per_req` slots for each request, placed with its other pages."""
+    jenga = _jenga_of(batch)
+    if jenga is None:
+        return original(batch, token_per_req)
+    from sglang_jenga.adapter.buffer import PlannedAlloc
+
+    enc = batch.tree_cache.encoder_len
+    jenga.plan(lambda: [PlannedAlloc(r.kv.req_pool_idx, 0, token_per_req, r.kv.kv_allocated_len - enc(r))
+                        for r in batch.reqs])
+    try:
+        return original(batch, token_per_req)
+    finally:
+        jenga.plan(None)
+
+
+def _jenga_of(batch: Any) -> Any:
+    return getattr(batch.tree_cache.token_to_kv_pool_allocator, "jenga", None)
 
 
 def _make_tree_cache(ctx: Any) -> Any:

@@ -1,14 +1,15 @@
-"""sglang token allocators backed by the jenga core's two-level allocator.
+"""sglang token allocators backed by the jenga core's request manager.
 
 sglang hands out *slots* (one token of one layer type's pool). Here a slot is a core small page
-(one token per page) shifted by the reserved large page (see buffer.py). Two allocators:
+(one token per page) shifted by the reserved large page (see buffer.py). Allocations go to the
+request that asked (`JengaBuffer.alloc_planned`), capacity questions to the manager's one
+`fits`, eviction to its `make_room`. Three allocators:
 
 - `JengaTokenAllocator` (one attention type): sglang's `TokenToKVPoolAllocator`.
 - `JengaSWAAllocator` (full + sliding-window types): sglang's `SWATokenToKVPoolAllocator`, so the
   scheduler's hybrid-SWA paths (window release, SWA-aware tree cache, `SharedSWAPrefillBudget`)
-  run unchanged. Both types come out of the same large pages, so "available" is a joint question:
-  `can_alloc({"full": a, "swa": b})` asks whether both fit at once, counting each type's free
-  slots in large pages it already carved plus the free large pages they would share.
+  run unchanged. Both types come out of the same large pages, so "available" is a joint question.
+- `JengaEncoderDecoderAllocator`: full-attention slots for text, cross-attention slots for encoder tokens.
 
 Frees requested inside `free_group_begin/end` are held until the group ends, as sglang expects.
 """
@@ -21,11 +22,9 @@ from typing import Any
 import torch
 
 from sglang_jenga.adapter.buffer import JengaBuffer
-from sglang_jenga.adapter.compat import sglang_classes
-from sglang_jenga.core import OutOfPagesError
+from sglang_jenga.adapter.compat import sglang_classes, swa_allocator_fields
 
 _sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
-_OWNER = 0  # every request shares one placement owner (P = 1: placement barely matters)
 
 
 class TypeSlots:
@@ -46,48 +45,30 @@ class TypeSlots:
     def used(self) -> int:
         return self.jenga.allocator.of(self.name).pages_used
 
-    def alloc(self, n: int) -> torch.Tensor:
-        """`n` slots; raises OutOfPagesError, allocating nothing, when they do not fit."""
-        return self.jenga.to_slots(self.name, self.jenga.allocator.alloc(self.name, n, _OWNER))
+    def alloc(self, n: int, row: int | None = None) -> torch.Tensor:
+        """`n` slots for the request on req_to_token row `row`; raises OutOfPagesError, allocating nothing,
+        when they do not fit."""
+        return self.jenga.to_slots(self.name, self.jenga.alloc_one_type(self.name, n, row))
 
     def free(self, slots: torch.Tensor) -> None:
         if slots.numel():
-            self.jenga.allocator.free(self.name, self.jenga.to_pages(self.name, slots))
+            self.jenga.manager.free(self.name, self.jenga.to_pages(self.name, slots))
 
 
-def can_alloc(jenga: JengaBuffer, demand: Mapping[str, int]) -> bool:
-    """Whether `demand` (pages per type) can be allocated at once from the shared pool. O(types).
-
-    Each type first uses its free slots inside large pages it has carved; the rest needs whole free
-    large pages, `ceil(rest / pages_per_large)` of them per type, which all types share.
-    """
-    alloc, large = jenga.allocator, 0
-    for name, pages in demand.items():
-        small = alloc.of(name)
-        rest = pages - small.pages_free_in_carved
-        if rest > 0:
-            large += -(-rest // small.pages_per_large)
-    return large <= alloc.large_pages_free
+def make_room(jenga: JengaBuffer, demand: Mapping[str, int]) -> bool:
+    """Evict until `demand` (pages per type) can be allocated at once; returns whether it can."""
+    return jenga.manager.make_room(demand)
 
 
-def evict_until_fits(jenga: JengaBuffer, tree_cache: Any, demand: Mapping[str, int]) -> bool:
-    """Evict from `tree_cache` (if it shares prefixes) until `demand` can be allocated at once; returns
-    whether it can."""
-    if not can_alloc(jenga, demand) and tree_cache is not None and tree_cache.supports_prefix_sharing():
-        tree_cache.evict_until_allocatable(demand)
-    return can_alloc(jenga, demand)
-
-
-def joint_available(jenga: JengaBuffer, names: tuple[str, ...]) -> int:
-    """Largest n such that n pages of every type in `names` fit at once (binary search)."""
-    lo, hi = 0, min(jenga.allocator.of(n).available() for n in names)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if can_alloc(jenga, dict.fromkeys(names, mid)):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+def _planned_slots(jenga: JengaBuffer, need_size: int,
+                   name: str) -> tuple[torch.Tensor, list[dict[str, list[int]]]] | None:
+    """A flat allocation of `need_size` slots (`JengaBuffer.alloc_planned`): type `name`'s slots in batch order,
+    and every type's pages per plan entry; None if they do not fit."""
+    parts = jenga.alloc_planned(need_size)
+    if parts is None:
+        return None
+    pages = [p for part in parts for p in part.get(name, ())]
+    return jenga.to_slots(name, pages), parts
 
 
 class JengaTokenAllocator(_sgl.TokenToKVPoolAllocator):
@@ -106,16 +87,14 @@ class JengaTokenAllocator(_sgl.TokenToKVPoolAllocator):
         return self.slots.available_size()
 
     def alloc(self, need_size: int) -> torch.Tensor | None:
-        try:
-            return self.slots.alloc(need_size)
-        except OutOfPagesError:
-            return None
+        got = _planned_slots(self.jenga, need_size, "full")
+        return None if got is None else got[0]
 
     def free(self, free_index: torch.Tensor) -> None:
         if free_index.numel() == 0:
             return
         if self.free_group is not None:
-            self.free_group.append(self._copy_for_free_group(free_index))
+            self.free_group.append(free_index.clone())  # sglang's copy: the caller may reuse the tensor
         else:
             self.slots.free(free_index)
 
@@ -126,27 +105,33 @@ class JengaTokenAllocator(_sgl.TokenToKVPoolAllocator):
 class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
     """Full + sliding-window types from one pool; `full_to_swa_index_mapping` pairs their slots."""
 
-    _swa_req_ring = False
+    swa_req_ring = False  # slots come from the shared pool, not from a per-request ring
+    swa_ring_cost_tokens = 0
     free_group: list[torch.Tensor] | None  # set by sglang's free_group_begin
     swa_free_group: list[torch.Tensor]
 
     @property
     def size(self) -> int:
-        return self._size_full
+        return self.full_attn_allocator.size
 
     @size.setter
     def size(self, value: int) -> None:  # BaseTokenToKVPoolAllocator.__init__ assigns it
         pass
 
+    @property
+    def size_full(self) -> int:
+        return self.full_attn_allocator.size
+
+    @property
+    def size_swa(self) -> int:
+        return self.swa_attn_allocator.size
+
     def __init__(self, jenga: JengaBuffer, kvcache: Any, dtype: torch.dtype, device: str) -> None:
         self.jenga = jenga
         self.full_attn_allocator = TypeSlots(jenga, "full")
         self.swa_attn_allocator = TypeSlots(jenga, "swa")
-        self._size_full = self.full_attn_allocator.size
-        self._size_swa = self.swa_attn_allocator.size
-        _sgl.BaseTokenToKVPoolAllocator.__init__(self, self._size_full, 1, dtype, device, kvcache, False)
-        self._swa_ring_cost = 0
-        self._req_to_token_pool = None
+        _sgl.BaseTokenToKVPoolAllocator.__init__(self, self.size_full, 1, dtype, device, kvcache, False)
+        swa_allocator_fields(self, self.size_full, self.size_swa)
         self.need_sort = False
         # Trailing -1: a last_loc of -1 maps to -1 (sglang's convention).
         full_rows, swa_rows = jenga.num_rows("full"), jenga.num_rows("swa")
@@ -155,7 +140,7 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         self.swa_to_full = torch.zeros(swa_rows, dtype=torch.int64, device=device)
         self.swa_free_group: list[torch.Tensor] = []
         self.swa_page_ids_group: list[torch.Tensor] = []
-        self._kvcache.register_mapping(self.full_to_swa_index_mapping)
+        self.get_kvcache().register_mapping(self.full_to_swa_index_mapping)
 
     # -- capacity -----------------------------------------------------------------------------
     def full_available_size(self) -> int:
@@ -166,7 +151,8 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
 
     def available_size(self) -> int:
         """Tokens that fit with both their full and their sliding-window slot."""
-        return joint_available(self.jenga, ("full", "swa"))
+        limit = min(self.full_available_size(), self.swa_available_size())
+        return self.jenga.manager.largest_fitting(("full", "swa"), limit)
 
     def swa_capacity_and_available(
         self, *, full_capacity: int, swa_capacity: int
@@ -180,7 +166,7 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         )
 
     def new_pages_available(self, num_full_pages: int, num_swa_pages: int) -> bool:
-        return can_alloc(self.jenga, {"full": num_full_pages, "swa": num_swa_pages})
+        return self.jenga.manager.fits({"full": num_full_pages, "swa": num_swa_pages})
 
     def can_reserve(
         self, full_tokens: float, swa_tokens: float, *, full_evictable_tokens: int = 0,
@@ -191,12 +177,12 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         if full_tokens < 0 or swa_tokens < 0:
             return False
         full, swa = int(-(-full_tokens // 1)), int(-(-swa_tokens // 1))
-        if require_token_slack and (full >= self._size_full or swa >= self._size_swa):
+        if require_token_slack and (full >= self.size_full or swa >= self.size_swa):
             return False
         if empty_pool:
             return self.jenga.fits_empty({"full": full, "swa": swa})
-        return can_alloc(self.jenga, {"full": max(0, full - full_evictable_tokens),
-                                      "swa": max(0, swa - swa_evictable_tokens)})
+        return self.jenga.manager.fits({"full": max(0, full - full_evictable_tokens),
+                                        "swa": max(0, swa - swa_evictable_tokens)})
 
     def create_prefill_budget(self, tree_cache: Any, *, num_mixed_decode_tokens: int = 0) -> Any:
         return _sgl.SharedSWAPrefillBudget(self, tree_cache, num_mixed_decode_tokens=num_mixed_decode_tokens)
@@ -204,8 +190,8 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
     def evict_to_free_tokens(self, tree_cache: Any, num_tokens: int, swa_num_tokens: int | None = None) -> bool:
         """Evict from the tree until `num_tokens` full and `swa_num_tokens` (default: as many) SWA slots
         can be allocated together. Returns whether they can."""
-        demand = {"full": num_tokens, "swa": num_tokens if swa_num_tokens is None else swa_num_tokens}
-        return evict_until_fits(self.jenga, tree_cache, demand)
+        return make_room(self.jenga, {"full": num_tokens,
+                                      "swa": num_tokens if swa_num_tokens is None else swa_num_tokens})
 
     def check_decode_capacity(self, *, num_tokens: int, tree_cache: Any, requests: Any = None,
                               spec_algorithm: Any = None) -> bool:
@@ -213,10 +199,11 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
 
     # -- alloc / free ---------------------------------------------------------------------------
     def alloc(self, need_size: int) -> torch.Tensor | None:
-        if not can_alloc(self.jenga, {"full": need_size, "swa": need_size}):
+        got = _planned_slots(self.jenga, need_size, "full")
+        if got is None:
             return None
-        full = self.full_attn_allocator.alloc(need_size)
-        swa = self.swa_attn_allocator.alloc(need_size)
+        full, parts = got
+        swa = self.jenga.to_slots("swa", [p for part in parts for p in part["swa"]])
         self.set_full_to_swa_mapping(full, swa)
         return full
 
@@ -253,7 +240,7 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         if free_index.numel() == 0:
             return
         if self.free_group is not None:
-            self.free_group.append(self._copy_for_free_group(free_index))
+            self.free_group.append(free_index.clone())
         else:
             self.full_attn_allocator.free(free_index)
 
@@ -305,8 +292,9 @@ class JengaEncoderDecoderAllocator(JengaTokenAllocator):
     """Full self-attention slots for text tokens, cross-attention slots for encoder (image) tokens.
 
     sglang asks for one flat `alloc(n)` per extend batch, encoder tokens included; which of them are
-    encoder tokens is set beforehand by `plan_extend` (the plugin wraps sglang's `alloc_for_extend`).
-    Frees come by position through the tree cache (`free_typed`), since the two types' slot ids overlap.
+    encoder tokens comes with the plan (the plugin wraps sglang's `alloc_for_extend`): each request's
+    part of the result is its cross-attention slots, then its full-attention slots. Frees come by
+    position through the tree cache (`free_typed`), since the two types' slot ids overlap.
 
     Capacity is reported in full-attention tokens: a large page carved for cross-attention counts as
     the full-attention slots it displaces (see JengaRadixCache's sizes), so sglang's token accounting
@@ -317,25 +305,14 @@ class JengaEncoderDecoderAllocator(JengaTokenAllocator):
     def __init__(self, jenga: JengaBuffer, kvcache: Any, dtype: torch.dtype, device: str) -> None:
         super().__init__(jenga, kvcache, dtype, device)
         self.cross = TypeSlots(jenga, "cross")
-        self._plan: list[tuple[int, int]] | None = None
-
-    def plan_extend(self, plan: list[tuple[int, int]] | None) -> None:
-        """(encoder tokens, text tokens) per request of the next `alloc`, in batch order; None clears."""
-        self._plan = plan
 
     def alloc(self, need_size: int) -> torch.Tensor | None:
-        plan = self._plan
-        if not plan or sum(c + f for c, f in plan) != need_size or not any(c for c, _ in plan):
-            return super().alloc(need_size)
-        cross_n, full_n = sum(c for c, _ in plan), sum(f for _, f in plan)
-        if not can_alloc(self.jenga, {"cross": cross_n, "full": full_n}):
+        parts = self.jenga.alloc_planned(need_size)
+        if parts is None:
             return None
-        cross, full = self.cross.alloc(cross_n), self.slots.alloc(full_n)
-        parts, ci, fi = [], 0, 0
-        for c, f in plan:
-            parts += [cross[ci:ci + c], full[fi:fi + f]]
-            ci, fi = ci + c, fi + f
-        return torch.cat(parts)
+        pages = [(self.jenga.to_slots(name, part[name])) for part in parts for name in ("cross", "full")
+                 if part.get(name)]
+        return torch.cat(pages) if pages else self.jenga.to_slots("full", [])
 
     def free_typed(self, name: str, slots: torch.Tensor) -> None:
         """Free slots known to be of type `name` (honours free groups for the full type)."""

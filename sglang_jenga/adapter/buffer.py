@@ -1,9 +1,18 @@
-"""The one byte buffer of a jenga server, and the sglang-facing slot view of the core allocator.
+"""The one byte buffer of a jenga server, the core request manager that carves it, and the slot view.
 
 Large page 0 of the buffer is reserved: it holds slot 0 of every type, which sglang uses as the
 padding slot (dummy writes of padded tokens land there), so no real page ever shares bytes with it.
 Core large page i is buffer large page i + 1, hence a type's sglang slot = core page + one large
 page worth of slots (`slot_offset`).
+
+Requests. The core `KVCacheManager` keeps one record per running sglang request, keyed by its
+req_to_token row + 1 (unique while the request holds KV; the record is closed when sglang releases
+the row, `JengaRadixCache.on_release`). Its placement owner is that id, so a request's pages sit
+together and free whole large pages. sglang allocates a batch's slots in one flat call; which
+request gets how many is set just before by `plan` (the plugin wraps sglang's `alloc_for_extend`
+and `alloc_for_decode`). Pages allocated outside a plan belong to the SHARED record (id 0). With
+SGLANG_JENGA_PLACEMENT=shared every page does (one shared owner: request-aware placement off, for
+comparison).
 
 Per-layer views (`kv_views`) follow the core's token-major row layout (core/layout.py): type T's
 row r starts at byte r * token_bytes(T); layer l's K sits l * 2*H*D*e bytes into the row and its V
@@ -14,17 +23,31 @@ sglang attention backend accepts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 
-from sglang_jenga.core import Layout, TwoLevelAllocator
+from sglang_jenga.core import KVCacheManager, Layout, OutOfPagesError, TwoLevelAllocator
 
 logger = logging.getLogger(__name__)
+SHARED = 0  # the record of pages allocated outside any request's plan
+PLACEMENT_ENV = "SGLANG_JENGA_PLACEMENT"  # "request" (default) or "shared"
+
+
+class PlannedAlloc(NamedTuple):
+    """One request's part of the next flat allocation: its row (None: outside any request), encoder tokens
+    (cross-attention slots) and token positions, and where its own pages start."""
+
+    row: int | None
+    encoder_tokens: int
+    tokens: int
+    start: int
 
 
 class JengaBuffer:
-    """The shared KV buffer plus the core allocator that carves it. One per (target) model runner."""
+    """The shared KV buffer plus the core manager that carves it. One per (target) model runner."""
 
     def __init__(self, layout: Layout, num_large_pages: int, device: str) -> None:
         if layout.tokens_per_page != 1:
@@ -34,8 +57,19 @@ class JengaBuffer:
         self.num_large_pages = num_large_pages
         self.nbytes = (num_large_pages + 1) * layout.large_page_bytes
         self.data = torch.zeros(self.nbytes, dtype=torch.uint8, device=device)
-        self.allocator = TwoLevelAllocator(layout, num_large_pages)
+        self.shared_placement = os.environ.get(PLACEMENT_ENV, "request") == "shared"
+        self.manager = self._new_manager()
         self.on_reset: list[Callable[[], None]] = []
+        self._plan: Callable[[], list[PlannedAlloc]] | None = None
+
+    def _new_manager(self) -> KVCacheManager:
+        manager = KVCacheManager(self.layout, self.num_large_pages)
+        manager.open(SHARED)
+        return manager
+
+    @property
+    def allocator(self) -> TwoLevelAllocator:
+        return self.manager.allocator
 
     def clear(self) -> None:
         """Called when sglang clears its allocator (flush_cache, after the tree cache emptied itself):
@@ -45,14 +79,83 @@ class JengaBuffer:
         if not used:
             return
         logger.error("jenga: pages still in use when the pool was cleared (leak): %s", used)
-        self.allocator = TwoLevelAllocator(self.layout, self.num_large_pages)
+        self.manager = self._new_manager()
         for callback in self.on_reset:
             callback()
 
-    def fits_empty(self, demand: Mapping[str, int]) -> bool:
+    def fits_empty(self, demand: dict[str, int]) -> bool:
         """Whether `demand` (pages per type) would fit the pool if it were empty."""
-        need = sum(-(-n // self.layout.type(name).pages_per_large) for name, n in demand.items())
-        return need <= self.num_large_pages
+        return self.manager.fits_empty(demand)
+
+    # -- requests -----------------------------------------------------------------------------
+    def rid(self, row: int | None) -> int:
+        """The manager's id of the request on req_to_token row `row` (SHARED for None or shared placement)."""
+        return SHARED if row is None or self.shared_placement else int(row) + 1
+
+    def plan(self, plan: Callable[[], list[PlannedAlloc]] | None) -> None:
+        """Who the next flat `alloc_planned` is for: a function giving the entries in batch order, called at
+        allocation time (sglang assigns the rows in between); None clears."""
+        self._plan = plan
+
+    def close(self, row: int | None) -> None:
+        """The request on `row` released its KV: free what it still holds, forget its record."""
+        rid = self.rid(row)
+        if rid != SHARED and self.manager.is_open(rid):
+            left = self.manager.close(rid)
+            if left:
+                logger.warning("jenga: request row %s released with %d pages still its own (freed)", row, left)
+
+    def alloc_planned(self, num_tokens: int) -> list[dict[str, list[int]]] | None:
+        """Pages for a flat allocation of `num_tokens` slots: per plan entry (the whole call as one SHARED entry
+        when no plan matches) its encoder pages ("cross") and a page of every token type per position. All or
+        nothing: None when they do not fit together."""
+        plan = self._plan() if self._plan is not None else None
+        if not plan or sum(p.encoder_tokens + p.tokens for p in plan) != num_tokens:
+            plan = [PlannedAlloc(None, 0, num_tokens, 0)]
+        manager = self.manager
+        demand = dict.fromkeys(manager.token_types, sum(p.tokens for p in plan))
+        cross = sum(p.encoder_tokens for p in plan)
+        if cross:
+            demand["cross"] = cross
+        if not manager.fits(demand):
+            return None
+        rids = [self._open(p) for p in plan]
+        if not cross and len(plan) > 1 and all(p.tokens == 1 for p in plan) and len(set(rids)) == len(rids):
+            step = manager.alloc_step(rids)  # a decode step
+            return [{name: [pages[i]] for name, pages in step.items()} for i in range(len(plan))]
+        out = self._alloc_each_request(plan, rids)
+        if out is None:  # placement took more large pages than `fits` counted: again, packed (exactly that)
+            with manager.packed():
+                out = self._alloc_each_request(plan, rids)
+        return out
+
+    def _alloc_each_request(self, plan: list[PlannedAlloc],
+                            rids: list[int]) -> list[dict[str, list[int]]] | None:
+        """Every plan entry's pages, all or nothing (None, everything given back)."""
+        manager, out = self.manager, list[dict[str, list[int]]]()
+        try:
+            for p, rid in zip(plan, rids, strict=True):
+                got = manager.alloc_tokens(rid, p.tokens) if p.tokens else {}
+                out.append(got)
+                if p.encoder_tokens:
+                    got["cross"] = manager.alloc(rid, "cross", p.encoder_tokens)
+        except OutOfPagesError:
+            for got in out:
+                for name, pages in got.items():
+                    manager.free(name, pages)
+            return None
+        return out
+
+    def _open(self, p: PlannedAlloc) -> int:
+        rid = self.rid(p.row)
+        if not self.manager.is_open(rid):
+            self.manager.open(rid, start=p.start)
+        return rid
+
+    def alloc_one_type(self, name: str, n: int, row: int | None = None) -> list[int]:
+        """`n` pages of one type for the request on `row` (SHARED if None). Raises OutOfPagesError."""
+        rid = self._open(PlannedAlloc(row, 0, 0, 0))
+        return self.manager.alloc(rid, name, n)
 
     # -- slots <-> core pages -------------------------------------------------------------------
     def slot_offset(self, name: str) -> int:

@@ -34,6 +34,7 @@ TORCH_NATIVE_DECODE = (
     "sglang.srt.layers.attention.torch_native_backend.TorchNativeAttnBackend._run_sdpa_forward_decode"
 )
 ALLOC_FOR_EXTEND = "sglang.srt.mem_cache.allocation.alloc_for_extend"
+ALLOC_FOR_DECODE = "sglang.srt.mem_cache.allocation.alloc_for_decode"
 DUMMY_WEIGHTS = "sglang.srt.model_loader.weight_utils.initialize_dummy_weights"
 INTERNAL_STATE_MEMORY = (
     "sglang.srt.managers.scheduler_components.internal_state.SchedulerInternalStateController._add_memory_usage"
@@ -185,3 +186,45 @@ def profile_available_bytes(kvc: Any, pre_model_load_memory: int) -> int:
 def build_req_to_token_pool(kvc: Any, max_num_reqs: int) -> Any:
     """sglang's req_to_token pool for this configurator (KVCacheConfigurator, private)."""
     return kvc._build_req_to_token_pool(max_num_reqs=max_num_reqs)
+
+
+# --- private members of sglang classes the adapter subclasses -------------------------------------
+def swa_allocator_fields(allocator: Any, full_size: int, swa_size: int) -> None:
+    """Set the private fields `SWATokenToKVPoolAllocator`'s own methods read (its __init__, which jenga's
+    subclass does not run, sets them): the two sizes, and no per-request SWA ring."""
+    allocator._size_full, allocator._size_swa = full_size, swa_size
+    allocator._swa_req_ring, allocator._swa_ring_cost, allocator._req_to_token_pool = False, 0, None
+
+
+class MHABufferHook:
+    """Mixin for an `MHATokenToKVPool` subclass: its K/V buffers come from `create_buffers()` instead of
+    sglang's allocation (`_create_buffers_normal`, private)."""
+
+    def create_buffers(self) -> None:
+        raise NotImplementedError
+
+    def _create_buffers_normal(self) -> None:
+        self.create_buffers()
+
+
+class MambaPoolHook:
+    """Mixin for a `HybridReqToTokenPool` subclass: `after_mamba_pool_init()` runs once sglang has built its
+    state pool and slot allocator (`_init_mamba_pool`, private)."""
+
+    def after_mamba_pool_init(self) -> None:
+        raise NotImplementedError
+
+    def _init_mamba_pool(self, *args: Any, **kwargs: Any) -> None:
+        super()._init_mamba_pool(*args, **kwargs)  # type: ignore[misc]
+        self.after_mamba_pool_init()
+
+
+class PrefillBudgetHook:
+    """Mixin for a `PrefillBudget` subclass: `available_and_evictable(tokens)` adjusts the token budget sglang
+    computes (`_available_and_evictable`, private)."""
+
+    def available_and_evictable(self, tokens: int) -> int:
+        raise NotImplementedError
+
+    def _available_and_evictable(self) -> int:
+        return self.available_and_evictable(int(super()._available_and_evictable()))  # type: ignore[misc]

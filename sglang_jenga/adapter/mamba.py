@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from sglang_jenga.adapter.allocator import JengaTokenAllocator, TypeSlots, evict_until_fits
+from sglang_jenga.adapter.allocator import JengaTokenAllocator, TypeSlots, make_room
 from sglang_jenga.adapter.buffer import JengaBuffer
-from sglang_jenga.adapter.compat import sglang_classes
+from sglang_jenga.adapter.compat import MambaPoolHook, PrefillBudgetHook, sglang_classes
 from sglang_jenga.core import OutOfPagesError
 
 _sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
@@ -81,15 +81,16 @@ class JengaMambaPool(_sgl.MambaPool):
 class JengaMambaSlots:
     """sglang's `MambaSlotAllocator` interface over the "mamba" type of the jenga buffer.
 
-    `reclaim(n)` (set by the tree cache) evicts cached pages until n slots fit; it runs when an
-    allocation falls short, so a slot is refused only when locked pages fill the buffer.
+    An allocation that falls short evicts cached pages until it fits (so a slot is refused only when
+    locked pages fill the buffer). `for_rows` says which requests the next slots are for (their
+    placement owners); slots asked for outside it are the SHARED record's.
     """
 
     def __init__(self, jenga: JengaBuffer) -> None:
         self.jenga = jenga
         self.device = jenga.device
         self.slots = TypeSlots(jenga, MAMBA)
-        self.reclaim: Callable[[int], None] | None = None
+        self.rows: list[Callable[[], int | None]] = []
 
     @property
     def size(self) -> int:
@@ -107,11 +108,12 @@ class JengaMambaSlots:
     def alloc_group_end(self) -> None:
         pass
 
-    def alloc(self, need_size: int) -> torch.Tensor | None:
-        if need_size > self.slots.available_size() and self.reclaim is not None:
-            self.reclaim(need_size)
+    def alloc(self, need_size: int, row: int | None = None) -> torch.Tensor | None:
+        if row is None and need_size == 1 and self.rows:
+            row = self.rows.pop(0)()
+        make_room(self.jenga, {MAMBA: need_size})
         try:
-            return self.slots.alloc(need_size)
+            return self.slots.alloc(need_size, row)
         except OutOfPagesError:
             return None
 
@@ -122,7 +124,7 @@ class JengaMambaSlots:
         """The buffer is cleared with the token allocator (every page must be free by then)."""
 
 
-class JengaHybridReqToTokenPool(_sgl.HybridReqToTokenPool):
+class JengaHybridReqToTokenPool(MambaPoolHook, _sgl.HybridReqToTokenPool):
     """HybridReqToTokenPool whose state pool and slot allocator are the jenga ones."""
 
     def __init__(self, *, jenga: JengaBuffer, **kwargs: Any) -> None:
@@ -130,9 +132,18 @@ class JengaHybridReqToTokenPool(_sgl.HybridReqToTokenPool):
         self.mamba_pool_cls = functools.partial(JengaMambaPool, jenga=jenga)
         super().__init__(mamba_size=jenga.num_rows(MAMBA) - 1, **kwargs)
 
-    def _init_mamba_pool(self, *args: Any, **kwargs: Any) -> None:
-        super()._init_mamba_pool(*args, **kwargs)
+    def after_mamba_pool_init(self) -> None:
         self.mamba_allocator = JengaMambaSlots(self._jenga)
+
+    def alloc(self, reqs: list[Any]) -> Any:
+        """sglang's row + state allocation; each new state slot is placed with its request's pages (rows are
+        assigned before the states, so they are read when the slot is taken)."""
+        slots = self.mamba_allocator
+        slots.rows = [functools.partial(lambda r: r.kv.req_pool_idx, req) for req in reqs if not req.kv.holds_mamba]
+        try:
+            return super().alloc(reqs)
+        finally:
+            slots.rows = []
 
     def schedulable_token_capacity(self, physical_capacity: int) -> int:
         """Full-attention tokens held plus those that fit now: the capacity sglang's pool accounting
@@ -142,22 +153,15 @@ class JengaHybridReqToTokenPool(_sgl.HybridReqToTokenPool):
 
 
 def state_token_cost(jenga: JengaBuffer, states: int) -> int:
-    """Full-attention slots displaced by `states` new state slots: those that do not fit in large
-    pages already carved for states take whole large pages."""
-    slots = jenga.allocator.of(MAMBA)
-    rest = states - slots.pages_free_in_carved
-    if rest <= 0:
-        return 0
-    return -(-rest // slots.pages_per_large) * jenga.layout.type("full").pages_per_large
+    """Full-attention slots displaced by `states` new state slots: the large pages they need beyond the
+    state slots already carved, in full-attention slots."""
+    needed = jenga.manager.plan({MAMBA: states}).large_pages_needed
+    return needed * jenga.layout.type("full").pages_per_large
 
 
-def evictable_state_tokens(jenga: JengaBuffer, tree_cache: Any) -> int:
-    """Full-attention slots that evicting every unlocked cached state would free at least: large pages
-    carved for states, less one for each state that stays (locked or held by a running request)."""
-    slots = jenga.allocator.of(MAMBA)
-    staying = slots.pages_used - tree_cache.mamba_evictable_size()
-    freed = slots.stats().large_pages_carved - staying
-    return max(0, freed) * jenga.layout.type("full").pages_per_large
+def evictable_state_tokens(jenga: JengaBuffer) -> int:
+    """Full-attention slots that evicting every unlocked cached state would free at least."""
+    return jenga.manager.evictable_large_pages((MAMBA,)) * jenga.layout.type("full").pages_per_large
 
 
 class JengaStateTokenAllocator(JengaTokenAllocator):
@@ -165,7 +169,7 @@ class JengaStateTokenAllocator(JengaTokenAllocator):
 
     def evict_to_free_tokens(self, tree_cache: Any, num_tokens: int) -> bool:
         """Evict until `num_tokens` full-attention slots can be allocated; returns whether they can."""
-        return evict_until_fits(self.jenga, tree_cache, {"full": num_tokens})
+        return make_room(self.jenga, {"full": num_tokens})
 
     def check_decode_capacity(self, *, num_tokens: int, tree_cache: Any, requests: Any = None,
                               spec_algorithm: Any = None) -> bool:
@@ -175,7 +179,7 @@ class JengaStateTokenAllocator(JengaTokenAllocator):
         return StatePrefillBudget(self, tree_cache, num_mixed_decode_tokens=num_mixed_decode_tokens)
 
 
-class StatePrefillBudget(_sgl.PrefillBudget):
+class StatePrefillBudget(PrefillBudgetHook, _sgl.PrefillBudget):
     """sglang's token budget for one prefill batch, with each admitted request's state slot charged
     in the full-attention slots it displaces, and the bytes of evictable cached states counted."""
 
@@ -184,11 +188,10 @@ class StatePrefillBudget(_sgl.PrefillBudget):
         self.jenga = allocator.jenga
         self.new_states = 0
 
-    def _available_and_evictable(self) -> int:
-        base = int(super()._available_and_evictable())
+    def available_and_evictable(self, tokens: int) -> int:
         if self.tree_cache.supports_prefix_sharing():
-            base += evictable_state_tokens(self.jenga, self.tree_cache)
-        return base - state_token_cost(self.jenga, self.new_states)
+            tokens += evictable_state_tokens(self.jenga)
+        return tokens - state_token_cost(self.jenga, self.new_states)
 
     def _next_state(self) -> int:
         return state_token_cost(self.jenga, self.new_states + 1) - state_token_cost(self.jenga, self.new_states)

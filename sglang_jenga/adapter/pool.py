@@ -13,12 +13,12 @@ from typing import Any
 import torch
 
 from sglang_jenga.adapter.buffer import JengaBuffer
-from sglang_jenga.adapter.compat import sglang_classes
+from sglang_jenga.adapter.compat import MHABufferHook, sglang_classes
 
 _sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
 
 
-class JengaMHAPool(_sgl.MHATokenToKVPool):
+class JengaMHAPool(MHABufferHook, _sgl.MHATokenToKVPool):
     """MHATokenToKVPool over the rows of one jenga layer type. `size` counts the type's slots."""
 
     def __init__(self, *, jenga: JengaBuffer, type_name: str, reported_bytes: int, size: int | None = None,
@@ -31,7 +31,7 @@ class JengaMHAPool(_sgl.MHATokenToKVPool):
         kwargs["enable_kv_cache_copy"] = False  # move_kv_cache below copies whole rows instead
         super().__init__(size=rows - 1, page_size=1, **kwargs)
 
-    def _create_buffers_normal(self) -> None:
+    def create_buffers(self) -> None:
         self.k_buffer, self.v_buffer = self._jenga.kv_views(
             self._jenga_type, self.store_dtype, self.head_num, self.head_dim
         )

@@ -12,10 +12,14 @@ over, when it finishes. A hit ends at the last state at or before the full-atten
 Mamba policy); the matched state is copied into the request's own slot before its prefill runs
 (sglang's deferred copy-on-write). The evictor drops states independently of attention pages.
 
-What sglang calls a node is a core `Node` (or `ROOT` while nothing is cached under a key). Slots of
-the "full" type are the values sglang keeps in `req_to_token`; the sliding-window slot paired with
-a full slot is found through the allocator's `full_to_swa_index_mapping`, which this cache keeps
-in step with the tree (after inserts that adopt or free pages, and after evictions).
+What sglang calls a node is a core `Node`; a miss answers the key root of the empty extra key, which
+this cache keeps locked so that it is never removed (`root_node`). The tree is the core request
+manager's (`JengaBuffer.manager`): inserts go through its `cache_pages`, evictions through its
+`evict_until` / `make_room`, and a request's record is closed when sglang releases its row
+(`on_release`). Slots of the "full" type are the values sglang keeps in `req_to_token`; the
+sliding-window slot paired with a full slot is found through the allocator's
+`full_to_swa_index_mapping`, which this cache keeps in step with the tree (after inserts that adopt
+or free pages, and after every eviction, as the manager's `on_evict` listener).
 """
 
 from __future__ import annotations
@@ -25,14 +29,13 @@ from typing import Any, cast
 
 import torch
 
-from sglang_jenga.adapter.allocator import can_alloc
+from sglang_jenga.adapter.allocator import make_room
 from sglang_jenga.adapter.buffer import JengaBuffer
 from sglang_jenga.adapter.compat import sglang_classes
 from sglang_jenga.adapter.mamba import MAMBA
 from sglang_jenga.core import EvictResult, LockHandle, Node, TypedRadixTree
 
 _sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
-ROOT = "jenga-root"  # sglang's handle for "no node" (nothing cached under the request's key yet)
 
 
 class JengaRadixCache(_sgl.BasePrefixCache):
@@ -49,29 +52,32 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         self.has_swa = "swa" in jenga.layout.type_names
         self.has_cross = "cross" in jenga.layout.type_names
         self.has_mamba = MAMBA in jenga.layout.type_names
-        if self.has_mamba:
-            self.req_to_token_pool.mamba_allocator.reclaim = self._reclaim_states
         self._kv_encoder_len: dict[int, int] = {}  # id(req.kv) -> encoder tokens at the row's start
         self.sliding_window_size = params.sliding_window_size if self.has_swa else None
         self.draft_swa_window = params.draft_swa_window
-        self.root_node = ROOT
         jenga.on_reset.append(self.reset)
         self.reset()
 
     # -- structure ------------------------------------------------------------------------------
     def reset(self) -> None:
         """Drop every cached page (back to the allocator) and start an empty tree."""
-        tree = getattr(self, "tree", None)
-        if tree is not None and tree.allocator is self.jenga.allocator:
-            self._after_free(tree.evict_until(lambda freed: False))
-        self.tree = TypedRadixTree(self.jenga.allocator)
+        manager = self.jenga.manager
+        if self._after_evict not in manager.on_evict:
+            manager.on_evict.append(self._after_evict)
+        manager.reset_tree()
         self.pages_evicted = dict.fromkeys(self.tree.names, 0)
         self._full = self.tree.names.index("full")
         self._cross = self.tree.names.index("cross") if self.has_cross else -1
         self._locks: dict[int, list[LockHandle]] = {}
+        self.root_node = self.tree.key_root(None)
+        self._root_lock = self.tree.lock(self.root_node)  # kept: the miss answer is never removed
+
+    @property
+    def tree(self) -> TypedRadixTree:
+        return self.jenga.manager.tree
 
     def is_root(self, node: Any) -> bool:
-        return node is ROOT or node.is_root
+        return bool(node.is_root)
 
     def supports_swa(self) -> bool:
         return self.has_swa
@@ -104,6 +110,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         if self.has_mamba and req.kv.holds_mamba:
             self.req_to_token_pool.mamba_allocator.free(req.kv.mamba_pool_idx.reshape(1))
             req.kv.mamba_pool_idx = None
+        self.jenga.close(req.kv.req_pool_idx)
 
     @staticmethod
     def _split_key(tokens: Any, extra: tuple[Any, ...], enc: int) -> tuple[Any, tuple[Any, ...]]:
@@ -113,14 +120,15 @@ class JengaRadixCache(_sgl.BasePrefixCache):
     def match_prefix(self, params: Any) -> Any:
         key, enc = params.key, self.encoder_len(params.req)
         tokens = key.raw_token_ids()
+        miss = _sgl.MatchResult(0, self.root_node, self.root_node, self.root_node)
         if self.disable or len(tokens) == 0 or len(tokens) < enc:
-            return _sgl.MatchResult(0, ROOT, ROOT, ROOT)
+            return miss
         text, extra = self._split_key(tokens, _extra_key(key), enc)
         hit = self.tree.match(text, extra)
         if hit.node is None or (enc and not hit.pages["cross"].pages):
-            return _sgl.MatchResult(0, ROOT, ROOT, ROOT)
+            return miss
         if self.has_mamba and hit.hit_tokens and params.cow_mamba and not self._copy_on_write(params.req, hit):
-            return _sgl.MatchResult(0, ROOT, ROOT, ROOT)
+            return miss
         return _sgl.MatchResult(enc + hit.hit_tokens, hit.node, hit.node, hit.node)
 
     def _copy_on_write(self, req: Any, hit: Any) -> bool:
@@ -149,13 +157,13 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         any), then the full-attention slots of the text path."""
         # Full-attention pages are never tombstoned: a node that has lost them is gone.
         full = self.jenga.to_slots("full", cast("list[int]", self._path_pages(node, self._full)))
-        if node is ROOT or not self.has_cross or not node.root.req_pages[self._cross]:
+        if not self.has_cross or not node.root.req_pages[self._cross]:
             return full
         return torch.cat([self.jenga.to_slots("cross", node.root.req_pages[self._cross]), full])
 
     def _path_pages(self, node: Any, t: int) -> list[int | None]:
         parts: list[list[int | None]] = []
-        while node is not ROOT and not node.is_root:
+        while not node.is_root:
             parts.append(node.pages[t])
             node = node.parent
         return [p for part in reversed(parts) for p in part]
@@ -184,7 +192,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         if self.has_mamba:
             state: list[int | None] = [None] * (len(text) - 1)
             pages[MAMBA] = [*state, self._checkpoint_state(req)]
-        result = self.tree.insert(text, pages, extra)
+        result = self.jenga.manager.cache_pages(text, pages, extra)
         self._after_free(result.duplicates_freed)
         new_row = self.path_device_indices(result.node)
         assert len(new_row) == n, (len(new_row), n)
@@ -211,15 +219,11 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             own = kv.mamba_pool_idx.reshape(1)
             kv.mamba_pool_idx = None  # the tree owns it now (and frees it if it already has one there)
             return self.jenga.to_pages(MAMBA, own)[0]
-        copy = slots.alloc(1)
+        copy = slots.alloc(1, kv.req_pool_idx)
         if copy is None:
             return None
         self.req_to_token_pool.mamba_pool.copy_from(kv.mamba_pool_idx.reshape(1), copy)
         return self.jenga.to_pages(MAMBA, copy)[0]
-
-    def _reclaim_states(self, num_slots: int) -> None:
-        """Evict until `num_slots` state slots can be allocated (the slot allocator's fallback)."""
-        self.evict_until_allocatable({MAMBA: num_slots})
 
     def free_kv_row(self, kv: Any, ranges: list[tuple[int, int]]) -> None:
         """Free row ranges; encoder positions go back as cross-attention slots, the rest as usual."""
@@ -252,18 +256,20 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             swa_slots = self.jenga.to_slots("swa", [p for p in swa if p is not None])
             self.token_to_kv_pool_allocator.set_full_to_swa_mapping(full[alive.to(full.device)], swa_slots)
 
-    def _after_free(self, freed: EvictResult | Mapping[str, list[int]]) -> None:
-        pages = freed.pages if isinstance(freed, EvictResult) else freed
-        if isinstance(freed, EvictResult):
-            for name, evicted in pages.items():
-                self.pages_evicted[name] += len(evicted)
+    def _after_evict(self, result: EvictResult) -> None:
+        """The manager evicted these pages: count them and unpair their slots."""
+        for name, evicted in result.pages.items():
+            self.pages_evicted[name] += len(evicted)
+        self._after_free(result.pages)
+
+    def _after_free(self, pages: Mapping[str, list[int]]) -> None:
+        """The tree freed these core pages (eviction, duplicates): unpair their sliding-window slots."""
         if self.has_swa and pages:
             self.token_to_kv_pool_allocator.on_tree_freed(pages)
 
     # -- locks ----------------------------------------------------------------------------------
     def lock(self, node: Any) -> Any:
-        handle = None if node is ROOT else self.tree.lock(node)
-        return _sgl.TreeLock(node, handle)
+        return _sgl.TreeLock(node, self.tree.lock(node))
 
     def unlock(self, lock: Any) -> None:
         if lock is not None and lock.receipt is not None:
@@ -282,13 +288,11 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             lock.swa_released = True
 
     def inc_lock_ref(self, node: Any) -> Any:
-        if node is not ROOT:
-            self._locks.setdefault(id(node), []).append(self.tree.lock(node))
+        self._locks.setdefault(id(node), []).append(self.tree.lock(node))
         return _sgl.IncLockRefResult(delta=0)
 
     def dec_lock_ref(self, node: Any, params: Any = None) -> Any:
-        if node is not ROOT:
-            self.tree.unlock(self._locks[id(node)].pop())
+        self.tree.unlock(self._locks[id(node)].pop())
         return _sgl.DecLockRefResult(delta=0)
 
     # -- eviction -------------------------------------------------------------------------------
@@ -300,9 +304,9 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         states = 0
         if self.has_mamba and params.mamba_num > 0:
             states = params.mamba_num + self.jenga.allocator.of(MAMBA).available()
-        result = self.tree.evict_until(lambda freed: all(freed[i] >= want[n] for n, i in idx.items())
-                                       and (not states or can_alloc(self.jenga, {MAMBA: states})))
-        self._after_free(result)
+        manager = self.jenga.manager
+        result = manager.evict_until(lambda freed: all(freed[i] >= want[n] for n, i in idx.items())
+                                     and (not states or manager.fits({MAMBA: states})))
         return _sgl.EvictResult(
             num_tokens_evicted=len(result.pages.get("full", ())),
             swa_num_tokens_evicted=len(result.pages.get("swa", ())),
@@ -311,7 +315,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
 
     def evict_until_allocatable(self, demand: Mapping[str, int]) -> None:
         """Evict until the allocator can hand out `demand` (pages per type) at once."""
-        self._after_free(self.tree.evict_until(lambda freed: can_alloc(self.jenga, demand)))
+        make_room(self.jenga, demand)
 
     # -- sizes ----------------------------------------------------------------------------------
     def _cached(self, name: str) -> tuple[int, int]:
@@ -370,8 +374,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         return list(range(len(node_handles)))
 
     def sanity_check(self) -> None:
-        self.tree.check_integrity()
-        self.jenga.allocator.check_integrity()
+        self.jenga.manager.check_integrity()
 
     def pretty_print(self) -> None:
         stats = self.tree.stats()

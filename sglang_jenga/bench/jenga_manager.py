@@ -3,11 +3,11 @@ manager (and the same per-request lifecycle) the sglang adapter drives in a serv
 
 What this module adds is what sglang's scheduler keeps on its side, plus metrics:
   admit    match (at most kv_len - 1 tokens, so one token is computed), lock; the prefill must fit free large
-           pages plus what eviction would at least free (`KVCacheManager.fits`), as sglang's PrefillAdder checks
-           its budget first; a live state page per state type (a copy of the hit state) and the image's
-           encoder pages unless the key root has them; prefill in chunks of `chunk` tokens, each cached with a
-           copy of the state at its end, the lock moved to it. The lock's state types are released at once:
-           the request runs on its own live state, so cached states stay evictable.
+           pages plus the evictable estimate (`KVCacheManager.fits`, `evictable_estimate`), as sglang's
+           PrefillAdder checks its budget first; a live state page per state type (a copy of the hit state)
+           and the image's encoder pages unless the key root has them; prefill in chunks of `chunk` tokens,
+           each cached with a copy of the state at its end, the lock moved to it. The lock's state types are
+           released at once: the request runs on its own live state, so cached states stay evictable.
   decode   `release_window` (out-of-window pages and the prefix window lock), then `alloc_step`.
   finish   `cache` the whole sequence with the live state handed over, then `close`.
   retract  `close`.
@@ -59,7 +59,7 @@ class JengaManager(Manager):
     def _fits(self, extend: int, image_tokens: int, hit_pages: dict[str, Any]) -> bool:
         """Every full-attention page of the `extend` new tokens, a window (or chunk) plus one prefill chunk of
         each windowed type (the older ones go to the tree, evictable), a live state per state type and the
-        image's encoder pages unless cached, against free large pages + what eviction frees at least."""
+        image's encoder pages unless cached, against free large pages + the evictable estimate."""
         need = {}
         for name in self.kv.token_types:
             policy = self.policies[name]
@@ -70,7 +70,7 @@ class JengaManager(Manager):
             cached = hit_pages.get(name)
             if cached is None or not cached.pages:
                 need[name] = self.policies[name].pages_for(image_tokens)
-        return self.kv.fits(need, self.kv.evictable_large_pages())
+        return self.kv.fits(need, self.kv.evictable_estimate())
 
     def _reach(self, name: str) -> int:
         """Tokens a windowed type keeps behind the newest one (window, or chunk for chunked attention)."""
@@ -150,10 +150,10 @@ class JengaManager(Manager):
 
     # ------------------------------------------------------------------------------------------ metrics
     def headroom_ok(self, num_requests: int, tokens_each: int) -> bool:
-        """`tokens_each` more tokens of every token type for each request fit free large pages + what eviction
-        frees at least."""
+        """`tokens_each` more tokens of every token type for each request fit free large pages + the evictable
+        estimate."""
         need = dict.fromkeys(self.kv.token_types, num_requests * tokens_each)
-        return self.kv.fits(need, self.kv.evictable_large_pages())
+        return self.kv.fits(need, self.kv.evictable_estimate())
 
     def footprint(self, seq: Seq) -> Footprint:
         rid = seq.state

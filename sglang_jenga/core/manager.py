@@ -9,7 +9,7 @@ whether a demand fits, over one `TwoLevelAllocator` and one `TypedRadixTree`:
                             which all types share (`large_pages_needed`).
   make_room(demand)         evict (in the evictor's order) until `fits(demand)`.
   open(rid, key, start)     a request record: its placement owner (its own id, so its pages sit together and
-                            free whole large pages), its own pages per type, its lock.
+                            free whole large pages; state pages share one owner), its own pages, its lock.
   match / lock              the longest prefix every type can serve; lock it for the request.
   alloc / alloc_tokens      pages for a prefill chunk at the request's next positions (all token types at once).
   alloc_step(rids)          one decode step: one page per request per token type.
@@ -29,7 +29,8 @@ Costs: fits O(types); alloc and free O(pages) (C-level gathers where possible); 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from itertools import repeat
 from operator import itemgetter
 from typing import NamedTuple
@@ -41,6 +42,10 @@ from .radix import TypedRadixTree
 from .specs import PageKind, ceil_div
 
 NOT_HELD = -1
+# Placement owner of every state page: a request holds one state at a time (its checkpoint copies go to the
+# tree), so there is nothing to place together, and an open large page per request would strand the other
+# state slots of it (a new request's state would carve a fresh large page that `plan` did not count).
+STATE_OWNER = -1
 
 
 class CapacityPlan(NamedTuple):
@@ -135,14 +140,22 @@ class KVCacheManager:
                 hi = mid - 1
         return lo
 
-    def evictable_large_pages(self) -> int:
-        """Large pages that evicting every unlocked cached page would free at least, per type: those it has
-        carved less one for each of its pages that stays (a lower bound: staying pages spread out). O(types)."""
+    def evictable_large_pages(self, names: Iterable[str] | None = None) -> int:
+        """Large pages that evicting every unlocked cached page (of `names`, default all types) would free at
+        least: per type those it has carved less one for each of its pages that stays (a lower bound: staying
+        pages may sit in different large pages). O(types)."""
         total = 0
-        for t, a in enumerate(self.allocator.types):
+        for t in (self._index[n] for n in names) if names is not None else range(len(self.names)):
+            a = self.allocator.types[t]
             staying = a.pages_used - (self.tree.cached_pages[t] - self.tree.locked_pages[t])
             total += max(0, a.large_pages_carved - staying)
         return total
+
+    def evictable_estimate(self) -> int:
+        """Large pages' worth of unlocked cached bytes (evictable bytes // large-page bytes): what eviction
+        frees if the cached pages sit together, as sglang's PrefillAdder counts evictable tokens. Optimistic:
+        an allocation admitted on it can still fall short (then the caller backs out)."""
+        return self.tree.stats().evictable_bytes // self.layout.large_page_bytes
 
     def make_room(self, demand: Mapping[str, int]) -> bool:
         """Evict until `demand` fits (or nothing evictable is left); returns whether it fits."""
@@ -158,6 +171,11 @@ class KVCacheManager:
 
     def evict_all(self) -> EvictResult:
         return self.evict_until(lambda freed: False)
+
+    def reset_tree(self) -> None:
+        """Evict every cached page and start an empty tree (sglang's flush). Requests keep their records."""
+        self.evict_all()
+        self.tree = TypedRadixTree(self.allocator)
 
     def _notify(self, result: EvictResult) -> None:
         if result.pages:
@@ -219,7 +237,8 @@ class KVCacheManager:
         if evict:
             self.make_room({name: num_pages})
         r, t = self._reqs[rid], self._index[name]
-        pages = self.allocator.types[t].alloc(num_pages, rid)
+        owner = STATE_OWNER if self._kinds[t] is PageKind.STATE else rid
+        pages = self.allocator.types[t].alloc(num_pages, owner)
         self._hold(r, t, pages)
         return pages
 
@@ -251,29 +270,38 @@ class KVCacheManager:
                 own.append(p)
         return dict(zip(self.token_types, got, strict=True))
 
+    @contextmanager
+    def packed(self) -> Iterator[None]:
+        """Within this block placement takes free slots first (holes, then other requests' open large pages)
+        and carves a fresh large page only when none is left, so a demand uses exactly the large pages `plan`
+        counts. Outside it, a request that needs a new open large page carves one while the pool is above its
+        low-water mark, which can take more."""
+        pool = self.allocator.pool
+        saved, pool.low_water = pool.low_water, pool.total + 1
+        try:
+            yield
+        finally:
+            pool.low_water = saved
+
     def _joint(self, take: Callable[..., list[int]], demand: Mapping[str, int]) -> list[list[int]]:
         """Run `take(small_allocator)` for every token type, all or nothing. If placement used more large
-        pages than `plan` counted (it opens fresh large pages while the pool is above its low-water mark) and a
-        later type runs short, roll back and place again packed (free slots first), which uses exactly what
-        `plan` counts."""
+        pages than `plan` counted and a later type runs short, roll back and place again `packed`."""
         if not self.fits(demand):
             needed = self.plan(demand)
             raise OutOfPagesError(",".join(demand), needed.large_pages_needed, needed.large_pages_free)
-        pool = self.allocator.pool
-        for packed in (False, True):
+        for attempt in (nullcontext(), self.packed()):
             got: list[list[int]] = []
-            saved, pool.low_water = pool.low_water, pool.total + 1 if packed else pool.low_water
-            try:
-                for t in self._token_idx:
-                    got.append(take(self.allocator.types[t]))
-                return got
-            except OutOfPagesError:
-                for t, pages in zip(self._token_idx, got, strict=False):
-                    self.allocator.types[t].free(pages)
-                if packed:
+            with attempt:
+                try:
+                    for t in self._token_idx:
+                        got.append(take(self.allocator.types[t]))
+                    return got
+                except OutOfPagesError:
+                    for t, pages in zip(self._token_idx, got, strict=False):
+                        self.allocator.types[t].free(pages)
+                    if isinstance(attempt, nullcontext):
+                        continue
                     raise
-            finally:
-                pool.low_water = saved
         raise AssertionError("unreachable")
 
     def _hold(self, r: _Request, t: int, pages: list[int]) -> None:
@@ -353,27 +381,25 @@ class KVCacheManager:
                 pages[name] = [*repeat(None, n - 1), (states or {}).get(name)] if n else []
             elif r.pages[t]:
                 pages[name] = list(r.pages[t])
-        result = self.tree.insert(tokens, pages, r.key if key is None else key)
-        for t, name in enumerate(self.names):
-            given = [p for p in pages.get(name, ()) if p is not None]
-            if self._kinds[t] is PageKind.TOKENS:
-                r.pages[t] = r.pages[t][n - r.start:]
-                r.released[t] = max(r.released[t], n)
-            if given:
-                held = [p for p in given if self._rid[t][p] != NOT_HELD]
-                holders = [self._rid[t][p] for p in held]
-                if self._kinds[t] is PageKind.TOKENS:
-                    list(map(self._rid[t].__setitem__, held, repeat(NOT_HELD)))
-                else:
-                    self._unhold_untracked(t, held, holders)
+        result = self.cache_pages(tokens, pages, r.key if key is None else key)
+        for t in self._token_idx:
+            r.pages[t] = r.pages[t][n - r.start:]
+            r.released[t] = max(r.released[t], n)
         r.start = n
         return result
 
-    def _unhold_untracked(self, t: int, pages: list[int], holders: list[int]) -> None:
-        """Forget that requests hold `pages` (the tree took them; nothing is freed)."""
-        for p, rid in zip(pages, holders, strict=True):
-            self._reqs[rid].pages[t].remove(p)
-            self._rid[t][p] = NOT_HELD
+    def cache_pages(self, tokens: Sequence[int], pages: Mapping[str, Sequence[int | None]],
+                    key: Hashable = None) -> InsertResult:
+        """Insert `tokens` with explicit `pages` (TypedRadixTree.insert: the tree takes them, frees the ones it
+        already has); the pages requests held stop being theirs. For engines that keep the page of every
+        position themselves (sglang's req_to_token rows)."""
+        result = self.tree.insert(tokens, pages, key)
+        for t, name in enumerate(self.names):
+            rid_of = self._rid[t]
+            given = [p for p in pages.get(name, ()) if p is not None and rid_of[p] != NOT_HELD]
+            if given:
+                self._unhold(t, given, [rid_of[p] for p in given])
+        return result
 
     def close(self, rid: int) -> int:
         """Free every page `rid` still holds, release its lock, forget its placement owner and the record.

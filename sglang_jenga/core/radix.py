@@ -383,6 +383,12 @@ class TypedRadixTree:
         self.num_nodes += 1
         return Node(self._next_nid, parent, extra_key, tokens, start, len(self.names))
 
+    def key_root(self, extra_key: Hashable = None) -> Node:
+        """The key root of `extra_key`, created (empty) if nothing is cached under it yet. A childless key
+        root nobody locks is removed by the next eviction."""
+        root = self._roots.get(extra_key)
+        return root if root is not None else self._new_root(extra_key)
+
     def _new_root(self, extra_key: Hashable) -> Node:
         root = self._new_node(None, extra_key, [], 0)
         self._roots[extra_key] = root

@@ -23,9 +23,11 @@ TINY_ENV = {"SGLANG_JENGA_DUMMY_WEIGHT_RANGE": "0.5"}
 JENGA = ("--memory-manager", "jenga")
 
 
-def server(model_path: Path, *args: str, max_total_tokens: int = 4096, core: int | None = None) -> Server:
-    """An unstarted server with the tiny-model flags; `core` pins its model threads to one CPU core."""
-    env = {**TINY_ENV, **(pinned_env(core) if core is not None else {})}
+def server(model_path: Path, *args: str, max_total_tokens: int = 4096, core: int | None = None,
+           env: dict[str, str] | None = None) -> Server:
+    """An unstarted server with the tiny-model flags (`env` added to its environment); `core` pins its model
+    threads to one CPU core."""
+    env = {**TINY_ENV, **(pinned_env(core) if core is not None else {}), **(env or {})}
     return Server(model_path, *TINY_ARGS, "--max-total-tokens", str(max_total_tokens), *args, env=env)
 
 
