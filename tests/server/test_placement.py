@@ -4,9 +4,10 @@ each request its own placement owner (the default) and once with one shared owne
 
 The workload shifts from a few long prompts to many short ones and back; the two types' shares of the
 pool differ between the phases (the tree keeps a long prompt's full-attention pages and, for a later hit, the
-sliding-window pages of its window and of the branch points it passed). `/server_info` must show large pages moving between the types, and the bytes wasted in free small pages
-inside carved large pages must stay under 1% of the pool whenever the burst of a phase has drained (the pool
-then holds the cached prompts and nothing else). The figures of both placements are printed; both servers must
+sliding-window pages of its window and of the branch points it passed). `/server_info` must show large
+pages moving between the types, and the bytes wasted in free small pages inside carved large pages must stay
+under 1% of the pool whenever the burst of a phase has drained (the pool then holds the cached prompts and
+nothing else). The figures of both placements are printed; both servers must
 produce the same tokens (placement never changes what is computed).
 """
 
