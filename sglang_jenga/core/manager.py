@@ -328,6 +328,10 @@ class KVCacheManager:
         self._unhold(t, pages, holders)
         return freed
 
+    def _forget(self, t: int, pages: list[int]) -> None:
+        """Clear the page -> request index for `pages` (their records drop them themselves)."""
+        list(map(self._rid[t].__setitem__, pages, repeat(NOT_HELD)))
+
     def _unhold(self, t: int, pages: Sequence[int], holders: Sequence[int]) -> None:
         rid_of, reqs = self._rid[t], self._reqs
         if self._kinds[t] is PageKind.TOKENS:
@@ -360,7 +364,7 @@ class KVCacheManager:
             if out:
                 freed += len(out)
                 self.allocator.types[t].free(out)
-                list(map(self._rid[t].__setitem__, out, repeat(NOT_HELD)))
+                self._forget(t, out)
         return freed
 
     def cache(self, rid: int, tokens: Sequence[int], *, states: Mapping[str, int | None] | None = None,
@@ -410,7 +414,7 @@ class KVCacheManager:
             live = [p for p in own if p is not None]
             if live:
                 self.allocator.types[t].free(live)
-                list(map(self._rid[t].__setitem__, live, repeat(NOT_HELD)))
+                self._forget(t, live)
                 freed += len(live)
         if r.handle is not None:
             self.tree.unlock(r.handle)
