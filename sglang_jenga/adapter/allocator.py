@@ -72,11 +72,11 @@ def _planned_slots(jenga: JengaBuffer, need_size: int,
 
 
 class JengaTokenAllocator(_sgl.TokenToKVPoolAllocator):
-    """One attention type (e.g. a full-attention-only model): slots of type "full"."""
+    """One attention type (e.g. a full-attention-only model): slots of the tokens type."""
 
     def __init__(self, jenga: JengaBuffer, kvcache: Any, dtype: torch.dtype, device: str) -> None:
         self.jenga = jenga
-        self.slots = TypeSlots(jenga, "full")
+        self.slots = TypeSlots(jenga, jenga.types.tokens)
         _sgl.BaseTokenToKVPoolAllocator.__init__(self, self.slots.size, 1, dtype, device, kvcache, False)
 
     def clear(self) -> None:
@@ -87,7 +87,7 @@ class JengaTokenAllocator(_sgl.TokenToKVPoolAllocator):
         return self.slots.available_size()
 
     def alloc(self, need_size: int) -> torch.Tensor | None:
-        got = _planned_slots(self.jenga, need_size, "full")
+        got = _planned_slots(self.jenga, need_size, self.slots.name)
         return None if got is None else got[0]
 
     def free(self, free_index: torch.Tensor) -> None:
@@ -103,7 +103,8 @@ class JengaTokenAllocator(_sgl.TokenToKVPoolAllocator):
 
 
 class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
-    """Full + sliding-window types from one pool; `full_to_swa_index_mapping` pairs their slots."""
+    """The tokens type (full attention) + the paired type (sliding window, chunked local) from one pool;
+    `full_to_swa_index_mapping` pairs their slots."""
 
     swa_req_ring = False  # slots come from the shared pool, not from a per-request ring
     swa_ring_cost_tokens = 0
@@ -128,13 +129,15 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
 
     def __init__(self, jenga: JengaBuffer, kvcache: Any, dtype: torch.dtype, device: str) -> None:
         self.jenga = jenga
-        self.full_attn_allocator = TypeSlots(jenga, "full")
-        self.swa_attn_allocator = TypeSlots(jenga, "swa")
+        assert jenga.types.paired is not None
+        self.full_type, self.swa_type = jenga.types.tokens, jenga.types.paired  # type names
+        self.full_attn_allocator = TypeSlots(jenga, self.full_type)
+        self.swa_attn_allocator = TypeSlots(jenga, self.swa_type)
         _sgl.BaseTokenToKVPoolAllocator.__init__(self, self.size_full, 1, dtype, device, kvcache, False)
         swa_allocator_fields(self, self.size_full, self.size_swa)
         self.need_sort = False
         # Trailing -1: a last_loc of -1 maps to -1 (sglang's convention).
-        full_rows, swa_rows = jenga.num_rows("full"), jenga.num_rows("swa")
+        full_rows, swa_rows = jenga.num_rows(self.full_type), jenga.num_rows(self.swa_type)
         self.full_to_swa_index_mapping = torch.zeros(full_rows + 1, dtype=torch.int64, device=device)
         self.full_to_swa_index_mapping[-1] = -1
         self.swa_to_full = torch.zeros(swa_rows, dtype=torch.int64, device=device)
@@ -152,7 +155,7 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
     def available_size(self) -> int:
         """Tokens that fit with both their full and their sliding-window slot."""
         limit = min(self.full_available_size(), self.swa_available_size())
-        return self.jenga.manager.largest_fitting(("full", "swa"), limit)
+        return self.jenga.manager.largest_fitting((self.full_type, self.swa_type), limit)
 
     def swa_capacity_and_available(
         self, *, full_capacity: int, swa_capacity: int
@@ -166,7 +169,7 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         )
 
     def new_pages_available(self, num_full_pages: int, num_swa_pages: int) -> bool:
-        return self.jenga.manager.fits({"full": num_full_pages, "swa": num_swa_pages})
+        return self.jenga.manager.fits({self.full_type: num_full_pages, self.swa_type: num_swa_pages})
 
     def can_reserve(
         self, full_tokens: float, swa_tokens: float, *, full_evictable_tokens: int = 0,
@@ -180,9 +183,9 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         if require_token_slack and (full >= self.size_full or swa >= self.size_swa):
             return False
         if empty_pool:
-            return self.jenga.fits_empty({"full": full, "swa": swa})
-        return self.jenga.manager.fits({"full": max(0, full - full_evictable_tokens),
-                                        "swa": max(0, swa - swa_evictable_tokens)})
+            return self.jenga.fits_empty({self.full_type: full, self.swa_type: swa})
+        return self.jenga.manager.fits({self.full_type: max(0, full - full_evictable_tokens),
+                                        self.swa_type: max(0, swa - swa_evictable_tokens)})
 
     def create_prefill_budget(self, tree_cache: Any, *, num_mixed_decode_tokens: int = 0) -> Any:
         return _sgl.SharedSWAPrefillBudget(self, tree_cache, num_mixed_decode_tokens=num_mixed_decode_tokens)
@@ -190,8 +193,8 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
     def evict_to_free_tokens(self, tree_cache: Any, num_tokens: int, swa_num_tokens: int | None = None) -> bool:
         """Evict from the tree until `num_tokens` full and `swa_num_tokens` (default: as many) SWA slots
         can be allocated together. Returns whether they can."""
-        return make_room(self.jenga, {"full": num_tokens,
-                                      "swa": num_tokens if swa_num_tokens is None else swa_num_tokens})
+        return make_room(self.jenga, {self.full_type: num_tokens,
+                                      self.swa_type: num_tokens if swa_num_tokens is None else swa_num_tokens})
 
     def check_decode_capacity(self, *, num_tokens: int, tree_cache: Any, requests: Any = None,
                               spec_algorithm: Any = None) -> bool:
@@ -199,11 +202,11 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
 
     # -- alloc / free ---------------------------------------------------------------------------
     def alloc(self, need_size: int) -> torch.Tensor | None:
-        got = _planned_slots(self.jenga, need_size, "full")
+        got = _planned_slots(self.jenga, need_size, self.full_type)
         if got is None:
             return None
         full, parts = got
-        swa = self.jenga.to_slots("swa", [p for part in parts for p in part["swa"]])
+        swa = self.jenga.to_slots(self.swa_type, [p for part in parts for p in part[self.swa_type]])
         self.set_full_to_swa_mapping(full, swa)
         return full
 
@@ -261,13 +264,13 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
 
     def on_tree_freed(self, pages: Mapping[str, list[int]]) -> None:
         """The tree freed these core pages (eviction, duplicates): unpair their slots."""
-        if pages.get("swa"):
-            swa = self.jenga.to_slots("swa", pages["swa"])
+        if pages.get(self.swa_type):
+            swa = self.jenga.to_slots(self.swa_type, pages[self.swa_type])
             full = self.swa_to_full[swa]
             paired = self.full_to_swa_index_mapping[full] == swa
             self.full_to_swa_index_mapping[full[paired]] = 0
-        if pages.get("full"):
-            self.full_to_swa_index_mapping[self.jenga.to_slots("full", pages["full"])] = 0
+        if pages.get(self.full_type):
+            self.full_to_swa_index_mapping[self.jenga.to_slots(self.full_type, pages[self.full_type])] = 0
 
     def clear(self) -> None:
         self.jenga.clear()
@@ -294,7 +297,7 @@ class JengaEncoderDecoderAllocator(JengaTokenAllocator):
     sglang asks for one flat `alloc(n)` per extend batch, encoder tokens included; which of them are
     encoder tokens comes with the plan (the plugin wraps sglang's `alloc_for_extend`): each request's
     part of the result is its cross-attention slots, then its full-attention slots. Frees come by
-    position through the tree cache (`free_typed`), since the two types' slot ids overlap.
+    position through the tree cache (`free_encoder`), since the two types' slot ids overlap.
 
     Capacity is reported in full-attention tokens: a large page carved for cross-attention counts as
     the full-attention slots it displaces (see JengaRadixCache's sizes), so sglang's token accounting
@@ -304,19 +307,17 @@ class JengaEncoderDecoderAllocator(JengaTokenAllocator):
 
     def __init__(self, jenga: JengaBuffer, kvcache: Any, dtype: torch.dtype, device: str) -> None:
         super().__init__(jenga, kvcache, dtype, device)
-        self.cross = TypeSlots(jenga, "cross")
+        assert jenga.types.encoder is not None
+        self.cross = TypeSlots(jenga, jenga.types.encoder)
 
     def alloc(self, need_size: int) -> torch.Tensor | None:
         parts = self.jenga.alloc_planned(need_size)
         if parts is None:
             return None
-        pages = [(self.jenga.to_slots(name, part[name])) for part in parts for name in ("cross", "full")
-                 if part.get(name)]
-        return torch.cat(pages) if pages else self.jenga.to_slots("full", [])
+        order = (self.cross.name, self.slots.name)  # each request's encoder slots, then its text slots
+        pages = [self.jenga.to_slots(name, part[name]) for part in parts for name in order if part.get(name)]
+        return torch.cat(pages) if pages else self.jenga.to_slots(self.slots.name, [])
 
-    def free_typed(self, name: str, slots: torch.Tensor) -> None:
-        """Free slots known to be of type `name` (honours free groups for the full type)."""
-        if name == "cross":
-            self.cross.free(slots)
-        else:
-            self.free(slots)
+    def free_encoder(self, slots: torch.Tensor) -> None:
+        """Free slots of encoder positions (cross-attention slots; text slots go through `free`)."""
+        self.cross.free(slots)

@@ -29,7 +29,8 @@ from typing import NamedTuple
 
 import torch
 
-from sglang_jenga.core import KVCacheManager, Layout, OutOfPagesError, TwoLevelAllocator
+from sglang_jenga.adapter.types import SglangTypes
+from sglang_jenga.core import BatchPart, KVCacheManager, Layout, OutOfPagesError, TwoLevelAllocator
 
 logger = logging.getLogger(__name__)
 SHARED = 0  # the record of pages allocated outside any request's plan
@@ -53,6 +54,7 @@ class JengaBuffer:
         if layout.tokens_per_page != 1:
             raise ValueError("the sglang adapter runs the core with one token per page")
         self.layout = layout
+        self.types = SglangTypes.of(layout)  # which type plays which sglang role (adapter/types.py)
         self.device = device
         self.num_large_pages = num_large_pages
         self.nbytes = (num_large_pages + 1) * layout.large_page_bytes
@@ -107,55 +109,26 @@ class JengaBuffer:
 
     def alloc_planned(self, num_tokens: int) -> list[dict[str, list[int]]] | None:
         """Pages for a flat allocation of `num_tokens` slots: per plan entry (the whole call as one SHARED entry
-        when no plan matches) its encoder pages ("cross") and a page of every token type per position. All or
-        nothing: None when they do not fit together."""
+        when no plan matches) its encoder pages (the encoder type's) and a page of every token type per
+        position (`KVCacheManager.alloc_batch`). All or nothing: None when they do not fit together."""
         plan = self._plan() if self._plan is not None else None
         if not plan or sum(p.encoder_tokens + p.tokens for p in plan) != num_tokens:
             plan = [PlannedAlloc(None, 0, num_tokens, 0)]
-        manager = self.manager
-        demand = dict.fromkeys(manager.token_types, sum(p.tokens for p in plan))
-        cross = sum(p.encoder_tokens for p in plan)
-        if cross:
-            demand["cross"] = cross
-        if not manager.fits(demand):
-            return None
-        rids = [self._open(p) for p in plan]
-        if not cross and len(plan) > 1 and all(p.tokens == 1 for p in plan) and len(set(rids)) == len(rids):
-            step = manager.alloc_step(rids)  # a decode step
-            return [{name: [pages[i]] for name, pages in step.items()} for i in range(len(plan))]
-        out = self._alloc_each_request(plan, rids)
-        if out is None:  # placement took more large pages than `fits` counted: again, packed (exactly that)
-            with manager.packed():
-                out = self._alloc_each_request(plan, rids)
-        return out
-
-    def _alloc_each_request(self, plan: list[PlannedAlloc],
-                            rids: list[int]) -> list[dict[str, list[int]]] | None:
-        """Every plan entry's pages, all or nothing (None, everything given back)."""
-        manager, out = self.manager, list[dict[str, list[int]]]()
+        parts = [BatchPart(self.rid(p.row), p.tokens, p.start,
+                           {self._encoder: p.encoder_tokens} if p.encoder_tokens else None) for p in plan]
         try:
-            for p, rid in zip(plan, rids, strict=True):
-                got = manager.alloc_tokens(rid, p.tokens) if p.tokens else {}
-                out.append(got)
-                if p.encoder_tokens:
-                    got["cross"] = manager.alloc(rid, "cross", p.encoder_tokens)
+            return self.manager.alloc_batch(parts)
         except OutOfPagesError:
-            for got in out:
-                for name, pages in got.items():
-                    manager.free(name, pages)
             return None
-        return out
 
-    def _open(self, p: PlannedAlloc) -> int:
-        rid = self.rid(p.row)
-        if not self.manager.is_open(rid):
-            self.manager.open(rid, start=p.start)
-        return rid
+    @property
+    def _encoder(self) -> str:
+        assert self.types.encoder is not None, "encoder tokens planned for a model without an encoder type"
+        return self.types.encoder
 
     def alloc_one_type(self, name: str, n: int, row: int | None = None) -> list[int]:
         """`n` pages of one type for the request on `row` (SHARED if None). Raises OutOfPagesError."""
-        rid = self._open(PlannedAlloc(row, 0, 0, 0))
-        return self.manager.alloc(rid, name, n)
+        return self.manager.alloc_batch([BatchPart(self.rid(row), 0, 0, {name: n})])[0][name]
 
     # -- slots <-> core pages -------------------------------------------------------------------
     def slot_offset(self, name: str) -> int:

@@ -11,8 +11,9 @@ then fits as many tokens and states of each type as that byte budget allows.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import torch
 
@@ -30,12 +31,13 @@ from sglang_jenga.adapter.compat import (
     sglang_classes,
 )
 from sglang_jenga.adapter.mamba import (
-    MAMBA,
     JengaHybridReqToTokenPool,
     JengaStateTokenAllocator,
     state_entry_bytes,
+    state_type,
 )
 from sglang_jenga.adapter.pool import JengaMHAPool, JengaSWAKVPool, JengaTypedKVPool
+from sglang_jenga.adapter.types import Role, role_of
 from sglang_jenga.core import (
     CrossAttentionSpec,
     FullAttentionSpec,
@@ -55,39 +57,41 @@ class UnsupportedModelError(ValueError):
     """The model or flags cannot run under --memory-manager jenga; the message names what to change."""
 
 
+class LayerGroup(NamedTuple):
+    """One jenga layer type of the model and the global ids of its layers."""
+
+    spec: LayerSpec
+    layer_ids: tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class ModelLayers:
-    """The model's attention layers per jenga type, with the head geometry all of them share."""
+    """The model's layer types with their layers (tokens type first), and the head geometry all its attention
+    types share. Each type plays one sglang role (adapter/types.py)."""
 
-    full_layer_ids: list[int]
-    swa_layer_ids: list[int]
-    window: int | None
-    cross_layer_ids: list[int]
-    encoder_tokens: int
+    groups: tuple[LayerGroup, ...]
     kv_heads: int
     head_dim: int
     dtype: torch.dtype
-    mamba_layer_ids: tuple[int, ...] = ()
     mamba_params: Any = None  # sglang's cache params of the state layers (shapes and dtypes)
+
+    def model_spec(self, name: str) -> ModelSpec:
+        return ModelSpec.of(name, [(g.spec, len(g.layer_ids)) for g in self.groups])
+
+    def layer_ids(self, role: Role) -> list[int]:
+        """Global ids of the layers of the type in `role` (empty if the model has none)."""
+        return [i for g in self.groups if role_of(g.spec).role is role for i in g.layer_ids]
+
+    @property
+    def attention_layers(self) -> int:
+        """Layers that keep K and V per token (every role but the state's)."""
+        return sum(len(g.layer_ids) for g in self.groups if role_of(g.spec).role is not Role.STATE)
 
     @property
     def state_bytes(self) -> int:
         """One request's state, all state layers (0 without state layers)."""
-        return state_entry_bytes(self.mamba_params, len(self.mamba_layer_ids)) if self.mamba_layer_ids else 0
-
-    def model_spec(self, name: str) -> ModelSpec:
-        e = torch.empty((), dtype=self.dtype).element_size()
-        geo: dict[str, Any] = {"kv_heads": self.kv_heads, "head_dim": self.head_dim, "dtype_bytes": e}
-        groups: list[tuple[LayerSpec, int]] = [(FullAttentionSpec(**geo), len(self.full_layer_ids))]
-        if self.swa_layer_ids:
-            assert self.window is not None
-            groups.append((SlidingWindowSpec(window=self.window, **geo), len(self.swa_layer_ids)))
-        if self.cross_layer_ids:
-            groups.append((CrossAttentionSpec(encoder_tokens=self.encoder_tokens, **geo), len(self.cross_layer_ids)))
-        if self.mamba_layer_ids:
-            n = len(self.mamba_layer_ids)
-            groups.append((MambaSpec(name=MAMBA, state_bytes_per_layer=self.state_bytes // n), n))
-        return ModelSpec.of(name, [(s, n) for s, n in groups if n])
+        n = len(self.layer_ids(Role.STATE))
+        return state_entry_bytes(self.mamba_params, n) if n else 0
 
 
 def describe_layers(kvc: Any) -> ModelLayers:
@@ -95,17 +99,14 @@ def describe_layers(kvc: Any) -> ModelLayers:
     mc, info = kvc.model_config, kvc.layer_info
     _reject_unsupported(kvc)
     tp, dcp = parallel_sizes()
-    full, swa, window = list(range(info.start_layer, info.end_layer)), [], None
-    mamba_ids: tuple[int, ...] = ()
-    mamba_params = None
     in_stage = range(info.start_layer, info.end_layer)
+    full, swa, mamba_ids, mamba_params = list(in_stage), [], [], None
     if kvc.mambaish_config is not None:
         mamba_params = kvc.mambaish_config.mamba2_cache_params
-        mamba_ids = tuple(i for i in mamba_params.layers if i in in_stage)
+        mamba_ids = [i for i in mamba_params.layers if i in in_stage]
         full = [i for i in kvc.mambaish_config.full_attention_layer_ids if i in in_stage]
     elif info.swa_attention_layer_ids:
-        full, swa, window = list(info.full_attention_layer_ids), list(info.swa_attention_layer_ids), \
-            kvc.sliding_window_size
+        full, swa = list(info.full_attention_layer_ids), list(info.swa_attention_layer_ids)
     cross = [i for i in getattr(mc.hf_text_config, "cross_attention_layers", None) or [] if i in full]
     full = [i for i in full if i not in cross]
     if not full:
@@ -115,8 +116,18 @@ def describe_layers(kvc: Any) -> ModelLayers:
             f"--memory-manager jenga cannot serve this configuration: {mc.hf_config.architectures[0]} has more "
             "cross-attention than self-attention layers. Run it with --memory-manager default."
         )
-    return ModelLayers(full, swa, window, cross, _encoder_tokens(mc), mc.get_num_kv_heads(tp, dcp),
-                       mc.head_dim, kvc.kv_cache_dtype, mamba_ids, mamba_params)
+    kv_heads, dtype = mc.get_num_kv_heads(tp, dcp), kvc.kv_cache_dtype
+    geo: dict[str, Any] = {"kv_heads": kv_heads, "head_dim": mc.head_dim,
+                           "dtype_bytes": torch.empty((), dtype=dtype).element_size()}
+    groups = [LayerGroup(FullAttentionSpec(**geo), tuple(full))]
+    if swa:
+        groups.append(LayerGroup(SlidingWindowSpec(window=kvc.sliding_window_size, **geo), tuple(swa)))
+    if cross:
+        groups.append(LayerGroup(CrossAttentionSpec(encoder_tokens=_encoder_tokens(mc), **geo), tuple(cross)))
+    if mamba_ids:
+        per_layer = state_entry_bytes(mamba_params, len(mamba_ids)) // len(mamba_ids)
+        groups.append(LayerGroup(MambaSpec(state_bytes_per_layer=per_layer), tuple(mamba_ids)))
+    return ModelLayers(tuple(groups), kv_heads, mc.head_dim, dtype, mamba_params)
 
 
 def _encoder_tokens(mc: Any) -> int:
@@ -169,13 +180,12 @@ def budget_bytes(kvc: Any, layers: ModelLayers, pre_model_load_memory: int) -> i
     if max_tokens is None:
         return profiled + states  # sglang's profile leaves the Mamba states out
     arch = kvc.model_config.hf_config.architectures[0]
-    native_hybrid = bool(layers.swa_layer_ids) and arch not in GEMMA_ARCHITECTURES
-    if native_hybrid:
-        wanted = max_tokens * cell * len(layers.full_layer_ids) + int(max_tokens * swa_ratio) * cell * len(
-            layers.swa_layer_ids)
+    paired = len(layers.layer_ids(Role.PAIRED))
+    if paired and arch not in GEMMA_ARCHITECTURES:  # sglang runs it with hybrid SWA memory
+        tokens = len(layers.layer_ids(Role.TOKENS))
+        wanted = max_tokens * cell * tokens + int(max_tokens * swa_ratio) * cell * paired
     else:
-        all_layers = len(layers.full_layer_ids) + len(layers.swa_layer_ids) + len(layers.cross_layer_ids)
-        wanted = max_tokens * cell * all_layers
+        wanted = max_tokens * cell * layers.attention_layers
     return min(wanted + states, profiled + states)
 
 
@@ -191,15 +201,17 @@ def configure(kvc: Any, pre_model_load_memory: int) -> Any:
             "raise --max-total-tokens or --mem-fraction-static"
         )
     jenga = JengaBuffer(layout, num_large, kvc.device)
-    if layers.mamba_layer_ids:
+    if jenga.types.state:
         return _configure_state_model(kvc, jenga, layers, budget)
-    pool, allocator = _build_pools(kvc, jenga, layers)
-    full_cap, swa_cap = _capacities(jenga, layers)
+    info = kvc.layer_info
+    pools = build_pools(jenga, layers, kvc.device, (info.start_layer, info.end_layer))
+    full_cap, swa_cap = _capacities(jenga)
     max_reqs = kvc.resolve_max_num_reqs(full_cap)
+    paired = jenga.types.paired is not None
     config = _sgl.MemoryPoolConfig(
         max_total_num_tokens=full_cap, max_running_requests=max_reqs,
-        full_max_total_num_tokens=full_cap if layers.swa_layer_ids else None,
-        swa_max_total_num_tokens=swa_cap if layers.swa_layer_ids else None,
+        full_max_total_num_tokens=full_cap if paired else None,
+        swa_max_total_num_tokens=swa_cap if paired else None,
     )
     req_to_token_pool = build_req_to_token_pool(kvc, max_reqs)
     logger.info(plan_line(jenga, budget, full_cap, swa_cap))
@@ -207,41 +219,29 @@ def configure(kvc: Any, pre_model_load_memory: int) -> Any:
         max_total_num_tokens=full_cap, max_running_requests=max_reqs,
         full_max_total_num_tokens=config.full_max_total_num_tokens,
         swa_max_total_num_tokens=config.swa_max_total_num_tokens,
-        req_to_token_pool=req_to_token_pool, token_to_kv_pool=pool,
-        token_to_kv_pool_allocator=allocator, memory_pool_config=config,
+        req_to_token_pool=req_to_token_pool, token_to_kv_pool=pools.pool,
+        token_to_kv_pool_allocator=pools.allocator, memory_pool_config=config,
     )
 
 
 def _configure_state_model(kvc: Any, jenga: JengaBuffer, layers: ModelLayers, budget: int) -> Any:
     """Mamba / linear-attention hybrids: full-attention KV and recurrent states from one buffer. The
     running requests are capped by what fits (a state and a token each), not by a slot count."""
-    full_cap = _largest(jenga.allocator.of("full").num_pages, lambda n: jenga.fits_empty({"full": n, MAMBA: 1}))
+    full, state = jenga.types.tokens, state_type(jenga)
+    full_cap = _largest(jenga.allocator.of(full).num_pages, lambda n: jenga.fits_empty({full: n, state: 1}))
     max_reqs = min(_requested_max_reqs(kvc, full_cap),
-                   _largest(full_cap, lambda n: jenga.fits_empty({"full": n, MAMBA: n})))
-    info = kvc.layer_info
-    req_to_token_pool = JengaHybridReqToTokenPool(
-        jenga=jenga, size=max_reqs, mamba_spec_state_size=max_reqs,
-        max_context_len=req_to_token_context_len(kvc), device=kvc.device, enable_memory_saver=False,
-        cache_params=layers.mamba_params, mamba_layer_ids=list(layers.mamba_layer_ids),
-        enable_mamba_extra_buffer=False, enable_overlap_schedule=not kvc.server_args.disable_overlap_schedule,
-        start_layer=info.start_layer,
+                   _largest(full_cap, lambda n: jenga.fits_empty({full: n, state: n})))
+    req_to_token_pool, pools = build_state_pools(
+        jenga, layers, kvc.device, max_reqs=max_reqs, max_context_len=req_to_token_context_len(kvc),
+        overlap=not kvc.server_args.disable_overlap_schedule, start_layer=kvc.layer_info.start_layer,
     )
-    full_pool = JengaMHAPool(jenga=jenga, type_name="full", reported_bytes=jenga.nbytes, dtype=layers.dtype,
-                             head_num=layers.kv_heads, head_dim=layers.head_dim, v_head_dim=layers.head_dim,
-                             layer_num=len(layers.full_layer_ids), device=kvc.device, enable_memory_saver=False)
-    pool = _sgl.HybridLinearKVPool(
-        size=full_pool.size, dtype=layers.dtype, page_size=1, head_num=layers.kv_heads, head_dim=layers.head_dim,
-        full_attention_layer_ids=layers.full_layer_ids, device=kvc.device,
-        mamba_pool=req_to_token_pool.mamba_pool, start_layer=info.start_layer, full_kv_pool=full_pool,
-    )
-    allocator = JengaStateTokenAllocator(jenga, pool, layers.dtype, kvc.device)
     config = _sgl.MemoryPoolConfig(max_total_num_tokens=full_cap, max_running_requests=max_reqs)
     logger.info(plan_line(jenga, budget, full_cap, 0) + f", up to {max_reqs} running requests")
     return _sgl.KVCacheConfigResult(
         max_total_num_tokens=full_cap, max_running_requests=max_reqs,
         full_max_total_num_tokens=None, swa_max_total_num_tokens=None,
-        req_to_token_pool=req_to_token_pool, token_to_kv_pool=pool,
-        token_to_kv_pool_allocator=allocator, memory_pool_config=config,
+        req_to_token_pool=req_to_token_pool, token_to_kv_pool=pools.pool,
+        token_to_kv_pool_allocator=pools.allocator, memory_pool_config=config,
     )
 
 
@@ -267,40 +267,101 @@ def _largest(hi: int, fits: Any) -> int:
     return lo
 
 
-def _build_pools(kvc: Any, jenga: JengaBuffer, layers: ModelLayers) -> tuple[Any, Any]:
-    common = {"head_num": layers.kv_heads, "head_dim": layers.head_dim, "v_head_dim": layers.head_dim,
-              "device": kvc.device, "enable_memory_saver": False}
-    share = {t.name: jenga.nbytes * t.token_bytes // sum(u.token_bytes for u in jenga.layout.types)
-             for t in jenga.layout.types}
-    if layers.cross_layer_ids:
-        pool = JengaTypedKVPool(jenga=jenga, dtype=layers.dtype, common=common, reported_bytes=share,
-                                layer_ids={"full": layers.full_layer_ids, "cross": layers.cross_layer_ids})
-        return pool, JengaEncoderDecoderAllocator(jenga, pool, layers.dtype, kvc.device)
-    if not layers.swa_layer_ids:
-        info = kvc.layer_info
-        pool = JengaMHAPool(jenga=jenga, type_name="full", reported_bytes=jenga.nbytes, dtype=layers.dtype,
-                            layer_num=len(layers.full_layer_ids), start_layer=info.start_layer,
-                            end_layer=info.end_layer, **common)
-        return pool, JengaTokenAllocator(jenga, pool, layers.dtype, kvc.device)
+class Pools(NamedTuple):
+    """What sglang's scheduler gets for the KV cache: its pool (`token_to_kv_pool`) and token allocator."""
+
+    pool: Any
+    allocator: Any
+
+
+def _common(layers: ModelLayers, device: str) -> dict[str, Any]:
+    return {"head_num": layers.kv_heads, "head_dim": layers.head_dim, "v_head_dim": layers.head_dim,
+            "device": device, "enable_memory_saver": False}
+
+
+def _reported_bytes(jenga: JengaBuffer) -> dict[str, int]:
+    """Each type's share of the buffer as sglang reports KV bytes, by token bytes (the views overlap)."""
+    total = sum(t.token_bytes for t in jenga.layout.types)
+    return {t.name: jenga.nbytes * t.token_bytes // total for t in jenga.layout.types}
+
+
+def _tokens_pools(jenga: JengaBuffer, layers: ModelLayers, device: str, layer_range: tuple[int, int | None]) -> Pools:
+    """One attention type: sglang's MHA pool and token allocator."""
+    start, end = layer_range
+    pool = JengaMHAPool(jenga=jenga, type_name=jenga.types.tokens, reported_bytes=jenga.nbytes, dtype=layers.dtype,
+                        layer_num=len(layers.layer_ids(Role.TOKENS)), start_layer=start, end_layer=end,
+                        **_common(layers, device))
+    return Pools(pool, JengaTokenAllocator(jenga, pool, layers.dtype, device))
+
+
+def _paired_pools(jenga: JengaBuffer, layers: ModelLayers, device: str, layer_range: tuple[int, int | None]) -> Pools:
+    """Tokens + paired types: sglang's SWA pool and SWA allocator."""
+    share, common = _reported_bytes(jenga), _common(layers, device)
     pool = JengaSWAKVPool(
         jenga=jenga, dtype=layers.dtype, head_num=layers.kv_heads, head_dim=layers.head_dim,
-        swa_attention_layer_ids=layers.swa_layer_ids, full_attention_layer_ids=layers.full_layer_ids,
-        device=kvc.device,
-        full_kwargs={**common, "reported_bytes": share["full"]},
-        swa_kwargs={**common, "reported_bytes": share["swa"]},
+        swa_attention_layer_ids=layers.layer_ids(Role.PAIRED), full_attention_layer_ids=layers.layer_ids(Role.TOKENS),
+        device=device,
+        full_kwargs={**common, "reported_bytes": share[jenga.types.tokens]},
+        swa_kwargs={**common, "reported_bytes": share[cast("str", jenga.types.paired)]},
     )
-    return pool, JengaSWAAllocator(jenga, pool, layers.dtype, kvc.device)
+    return Pools(pool, JengaSWAAllocator(jenga, pool, layers.dtype, device))
 
 
-def _capacities(jenga: JengaBuffer, layers: ModelLayers) -> tuple[int, int]:
-    """(full, swa) token capacities to report: the most full-attention tokens the pool holds while one
-    request keeps its window of sliding-window tokens, and the sliding-window slots of the pool."""
-    full_all = jenga.allocator.of("full").num_pages
-    if not layers.swa_layer_ids:
+def _encoder_pools(jenga: JengaBuffer, layers: ModelLayers, device: str,
+                   layer_range: tuple[int, int | None]) -> Pools:
+    """Tokens + encoder types: a pool over both, and the encoder-decoder allocator."""
+    ids = {jenga.types.tokens: layers.layer_ids(Role.TOKENS),
+           cast("str", jenga.types.encoder): layers.layer_ids(Role.ENCODER)}
+    pool = JengaTypedKVPool(jenga=jenga, dtype=layers.dtype, common=_common(layers, device),
+                            reported_bytes=_reported_bytes(jenga), layer_ids=ids)
+    return Pools(pool, JengaEncoderDecoderAllocator(jenga, pool, layers.dtype, device))
+
+
+# The sglang pieces of a model without a state type, by the role of its type besides the tokens type.
+POOLS: dict[Role | None, Callable[[JengaBuffer, ModelLayers, str, tuple[int, int | None]], Pools]] = {
+    None: _tokens_pools,
+    Role.PAIRED: _paired_pools,
+    Role.ENCODER: _encoder_pools,
+}
+
+
+def build_pools(jenga: JengaBuffer, layers: ModelLayers, device: str,
+                layer_range: tuple[int, int | None] = (0, None)) -> Pools:
+    """The KV pool and token allocator over `jenga` for a model without a state type (`POOLS`);
+    `layer_range` is the pipeline stage's (start, end) layers."""
+    return POOLS[jenga.types.second](jenga, layers, device, layer_range)
+
+
+def build_state_pools(jenga: JengaBuffer, layers: ModelLayers, device: str, *, max_reqs: int, max_context_len: int,
+                      overlap: bool, start_layer: int = 0) -> tuple[Any, Pools]:
+    """A model with a state type: sglang's hybrid req_to_token pool (its state pool over `jenga`), the hybrid
+    linear KV pool over the tokens type, and the token allocator."""
+    req_to_token_pool = JengaHybridReqToTokenPool(
+        jenga=jenga, size=max_reqs, mamba_spec_state_size=max_reqs, max_context_len=max_context_len, device=device,
+        enable_memory_saver=False, cache_params=layers.mamba_params, mamba_layer_ids=layers.layer_ids(Role.STATE),
+        enable_mamba_extra_buffer=False, enable_overlap_schedule=overlap, start_layer=start_layer,
+    )
+    full_ids = layers.layer_ids(Role.TOKENS)
+    full_pool = JengaMHAPool(jenga=jenga, type_name=jenga.types.tokens, reported_bytes=jenga.nbytes,
+                             dtype=layers.dtype, layer_num=len(full_ids), **_common(layers, device))
+    pool = _sgl.HybridLinearKVPool(
+        size=full_pool.size, dtype=layers.dtype, page_size=1, head_num=layers.kv_heads, head_dim=layers.head_dim,
+        full_attention_layer_ids=full_ids, device=device, mamba_pool=req_to_token_pool.mamba_pool,
+        start_layer=start_layer, full_kv_pool=full_pool,
+    )
+    return req_to_token_pool, Pools(pool, JengaStateTokenAllocator(jenga, pool, layers.dtype, device))
+
+
+def _capacities(jenga: JengaBuffer) -> tuple[int, int]:
+    """(full, swa) token capacities to report: the most tokens-type tokens the pool holds while one request
+    keeps its window of paired-type tokens, and the paired type's slots."""
+    full, swa = jenga.types.tokens, jenga.types.paired
+    full_all = jenga.allocator.of(full).num_pages
+    if swa is None:
         return full_all, 0
-    window = (layers.window or 0) + 1
-    full = _largest(full_all, lambda n: jenga.fits_empty({"full": n, "swa": min(n, window)}))
-    return full, jenga.allocator.of("swa").num_pages
+    window = (jenga.types.window_tokens or 0) + 1
+    return _largest(full_all, lambda n: jenga.fits_empty({full: n, swa: min(n, window)})), \
+        jenga.allocator.of(swa).num_pages
 
 
 def plan_line(jenga: JengaBuffer, budget: int, full_cap: int, swa_cap: int) -> str:

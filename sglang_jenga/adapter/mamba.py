@@ -6,9 +6,9 @@ request or cached checkpoint, all layers) and hands slots out with `mamba_alloca
 of a fixed size (`--max-mamba-cache-size`) that also caps running requests. Under jenga:
 
 - `JengaMambaPool` is sglang's `MambaPool` whose conv and temporal tensors are views of the jenga
-  buffer: slot s is small page s of the "mamba" type, laid out as sglang's own page-major envelope
-  (`build_mamba_entry_views`: all layers' conv then temporal state of one slot, back to back; the
-  page may be padded, see core/layout.py).
+  buffer: slot s is small page s of the state type (adapter/types.py), laid out as sglang's own
+  page-major envelope (`build_mamba_entry_views`: all layers' conv then temporal state of one slot,
+  back to back; the page may be padded, see core/layout.py).
 - `JengaMambaSlots` is the slot allocator: slots come from the shared large pages, as many as the
   buffer has room for at the moment; a slot freed returns its bytes to every type.
 - `JengaHybridReqToTokenPool` is sglang's `HybridReqToTokenPool` built with the two, so the model's
@@ -32,7 +32,12 @@ from sglang_jenga.adapter.compat import MambaPoolHook, PrefillBudgetHook, sglang
 from sglang_jenga.core import OutOfPagesError
 
 _sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
-MAMBA = "mamba"
+
+
+def state_type(jenga: JengaBuffer) -> str:
+    """The name of the layout's state type (the Mamba / linear-attention layers)."""
+    assert jenga.types.state is not None, "a state pool built for a model without a state type"
+    return jenga.types.state
 
 
 def state_entry_bytes(cache_params: Any, num_layers: int) -> int:
@@ -44,19 +49,19 @@ def state_entry_bytes(cache_params: Any, num_layers: int) -> int:
 
 
 class JengaMambaPool(_sgl.MambaPool):
-    """MambaPool over the "mamba" rows of the jenga buffer. `size` counts the slots in use plus those
+    """MambaPool over the state type's rows of the jenga buffer. `size` counts the slots in use plus those
     that fit now (the pool is shared, so there is no fixed slot count)."""
 
     def __init__(self, *, jenga: JengaBuffer, size: int, cache_params: Any, mamba_layer_ids: list[int],
                  **kwargs: Any) -> None:
-        self._jenga = jenga
+        self._jenga, state = jenga, state_type(jenga)
         # sglang builds its tensors for one slot (size 0 + the padding slot); they are replaced below.
         super().__init__(size=0, cache_params=cache_params, mamba_layer_ids=mamba_layer_ids, **kwargs)
         conv, temporal = _sgl.build_mamba_entry_views(
             jenga.data, layer_num=len(mamba_layer_ids), conv_state_shapes=cache_params.shape.conv,
             conv_dtype=cache_params.dtype.conv, temporal_state_shape=cache_params.shape.temporal,
-            temporal_dtype=cache_params.dtype.temporal, max_slots=jenga.num_rows(MAMBA),
-            entry_bytes=jenga.layout.type(MAMBA).page_bytes,
+            temporal_dtype=cache_params.dtype.temporal, max_slots=jenga.num_rows(state),
+            entry_bytes=jenga.layout.type(state).page_bytes,
         )
         built: Any = getattr(self, "mamba_cache")  # noqa: B009 - sglang sets it; mypy cannot see its type
         self.mamba_cache: Any = dataclasses.replace(built, conv=conv, temporal=temporal)
@@ -66,7 +71,7 @@ class JengaMambaPool(_sgl.MambaPool):
 
     @property
     def size(self) -> int:
-        slots = self._jenga.allocator.of(MAMBA)
+        slots = self._jenga.allocator.of(state_type(self._jenga))
         return slots.pages_used + slots.available()
 
     @size.setter
@@ -79,7 +84,7 @@ class JengaMambaPool(_sgl.MambaPool):
 
 
 class JengaMambaSlots:
-    """sglang's `MambaSlotAllocator` interface over the "mamba" type of the jenga buffer.
+    """sglang's `MambaSlotAllocator` interface over the state type of the jenga buffer.
 
     An allocation that falls short evicts cached pages until it fits (so a slot is refused only when
     locked pages fill the buffer). `for_rows` says which requests the next slots are for (their
@@ -89,7 +94,7 @@ class JengaMambaSlots:
     def __init__(self, jenga: JengaBuffer) -> None:
         self.jenga = jenga
         self.device = jenga.device
-        self.slots = TypeSlots(jenga, MAMBA)
+        self.slots = TypeSlots(jenga, state_type(jenga))
         self.rows: list[Callable[[], int | None]] = []
 
     @property
@@ -111,7 +116,7 @@ class JengaMambaSlots:
     def alloc(self, need_size: int, row: int | None = None) -> torch.Tensor | None:
         if row is None and need_size == 1 and self.rows:
             row = self.rows.pop(0)()
-        make_room(self.jenga, {MAMBA: need_size})
+        make_room(self.jenga, {self.slots.name: need_size})
         try:
             return self.slots.alloc(need_size, row)
         except OutOfPagesError:
@@ -130,7 +135,7 @@ class JengaHybridReqToTokenPool(MambaPoolHook, _sgl.HybridReqToTokenPool):
     def __init__(self, *, jenga: JengaBuffer, **kwargs: Any) -> None:
         self._jenga = jenga
         self.mamba_pool_cls = functools.partial(JengaMambaPool, jenga=jenga)
-        super().__init__(mamba_size=jenga.num_rows(MAMBA) - 1, **kwargs)
+        super().__init__(mamba_size=jenga.num_rows(state_type(jenga)) - 1, **kwargs)
 
     def after_mamba_pool_init(self) -> None:
         self.mamba_allocator = JengaMambaSlots(self._jenga)
@@ -148,28 +153,29 @@ class JengaHybridReqToTokenPool(MambaPoolHook, _sgl.HybridReqToTokenPool):
     def schedulable_token_capacity(self, physical_capacity: int) -> int:
         """Full-attention tokens held plus those that fit now: the capacity sglang's pool accounting
         balances against (states and tokens share the buffer)."""
-        full = self._jenga.allocator.of("full")
+        full = self._jenga.allocator.of(self._jenga.types.tokens)
         return full.pages_used + full.available()
 
 
 def state_token_cost(jenga: JengaBuffer, states: int) -> int:
     """Full-attention slots displaced by `states` new state slots: the large pages they need beyond the
     state slots already carved, in full-attention slots."""
-    needed = jenga.manager.plan({MAMBA: states}).large_pages_needed
-    return needed * jenga.layout.type("full").pages_per_large
+    needed = jenga.manager.plan({state_type(jenga): states}).large_pages_needed
+    return needed * jenga.layout.type(jenga.types.tokens).pages_per_large
 
 
 def evictable_state_tokens(jenga: JengaBuffer) -> int:
     """Full-attention slots that evicting every unlocked cached state would free at least."""
-    return jenga.manager.evictable_large_pages((MAMBA,)) * jenga.layout.type("full").pages_per_large
+    tokens_per_large = jenga.layout.type(jenga.types.tokens).pages_per_large
+    return jenga.manager.evictable_large_pages((state_type(jenga),)) * tokens_per_large
 
 
 class JengaStateTokenAllocator(JengaTokenAllocator):
-    """Full-attention slots of a model whose other layers keep a recurrent state ("mamba" type)."""
+    """Full-attention slots of a model whose other layers keep a recurrent state (the state type)."""
 
     def evict_to_free_tokens(self, tree_cache: Any, num_tokens: int) -> bool:
         """Evict until `num_tokens` full-attention slots can be allocated; returns whether they can."""
-        return make_room(self.jenga, {"full": num_tokens})
+        return make_room(self.jenga, {self.slots.name: num_tokens})
 
     def check_decode_capacity(self, *, num_tokens: int, tree_cache: Any, requests: Any = None,
                               spec_algorithm: Any = None) -> bool:

@@ -48,18 +48,21 @@ class JengaMHAPool(MHABufferHook, _sgl.MHATokenToKVPool):
 
 
 class JengaSWAKVPool(_sgl.SWAKVPool):
-    """SWAKVPool whose full and sliding-window sub-pools are `JengaMHAPool`s of one buffer."""
+    """SWAKVPool whose full and sliding-window sub-pools are `JengaMHAPool`s of one buffer: the tokens type
+    and the paired type (adapter/types.py)."""
 
     def __init__(self, *, jenga: JengaBuffer, full_kwargs: dict[str, Any], swa_kwargs: dict[str, Any],
                  **kwargs: Any) -> None:
+        full, swa = jenga.types.tokens, jenga.types.paired
+        assert swa is not None
         super().__init__(
-            size=jenga.num_rows("full") - 1,
-            size_swa=jenga.num_rows("swa") - 1,
+            size=jenga.num_rows(full) - 1,
+            size_swa=jenga.num_rows(swa) - 1,
             page_size=1,
             full_kv_pool_class=JengaMHAPool,
             swa_kv_pool_class=JengaMHAPool,
-            full_kv_pool_kwargs={"jenga": jenga, "type_name": "full", **full_kwargs},
-            swa_kv_pool_kwargs={"jenga": jenga, "type_name": "swa", **swa_kwargs},
+            full_kv_pool_kwargs={"jenga": jenga, "type_name": full, **full_kwargs},
+            swa_kv_pool_kwargs={"jenga": jenga, "type_name": swa, **swa_kwargs},
             **kwargs,
         )
 
@@ -88,7 +91,7 @@ class JengaTypedKVPool(_sgl.KVCache):
         }
         self.layer_num = len(self.layers_mapping)
         self.end_layer = self.layer_num - 1
-        self.size = self.pools["full"].size
+        self.size = self.pools[jenga.types.tokens].size
         self.mem_usage = sum(p.mem_usage for p in self.pools.values())
 
     def get_key_buffer(self, layer_id: int) -> torch.Tensor:

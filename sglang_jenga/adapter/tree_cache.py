@@ -5,7 +5,7 @@ through it as through sglang's own caches. Each radix node of the core tree owns
 (full-attention pages for every token, sliding-window pages only where a hit can still use them),
 and the core's prefix-subset evictor decides what goes.
 
-Mamba / linear-attention hybrids add the "mamba" type: a node holds the recurrent state after its last
+Mamba / linear-attention hybrids add the state type: a node holds the recurrent state after its last
 token where a request left one (a checkpoint). States are checkpointed where sglang's no_buffer strategy
 keeps them: a copy when a request's prefill (or a chunk of it) ends, and the request's own state, handed
 over, when it finishes. A hit ends at the last state at or before the full-attention match (the core's
@@ -16,8 +16,9 @@ What sglang calls a node is a core `Node`; a miss answers the key root of the em
 this cache keeps locked so that it is never removed (`root_node`). The tree is the core request
 manager's (`JengaBuffer.manager`): inserts go through its `cache_pages`, evictions through its
 `evict_until` / `make_room`, and a request's record is closed when sglang releases its row
-(`on_release`). Slots of the "full" type are the values sglang keeps in `req_to_token`; the
-sliding-window slot paired with a full slot is found through the allocator's
+(`on_release`). Types reach this cache by their sglang role (adapter/types.py): slots of the tokens
+type (full attention) are the values sglang keeps in `req_to_token`; the slot of the paired type
+(sliding window) paired with a tokens slot is found through the allocator's
 `full_to_swa_index_mapping`, which this cache keeps in step with the tree (after inserts that adopt
 or free pages, and after every eviction, as the manager's `on_evict` listener).
 """
@@ -32,14 +33,14 @@ import torch
 from sglang_jenga.adapter.allocator import make_room
 from sglang_jenga.adapter.buffer import JengaBuffer
 from sglang_jenga.adapter.compat import sglang_classes
-from sglang_jenga.adapter.mamba import MAMBA
 from sglang_jenga.core import EvictResult, LockHandle, Node, TypedRadixTree
 
 _sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
 
 
 class JengaRadixCache(_sgl.BasePrefixCache):
-    """Prefix cache over `TypedRadixTree`. Types: "full", and "swa" for sliding-window models."""
+    """Prefix cache over `TypedRadixTree`, with the layout's types in their sglang roles: `full_type` (tokens),
+    `swa_type` (paired), `cross_type` (encoder), `state_type` (state); None where the model has none."""
 
     def __init__(self, params: Any, jenga: JengaBuffer) -> None:
         if params.page_size != 1:
@@ -49,11 +50,11 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         self.token_to_kv_pool_allocator = params.token_to_kv_pool_allocator
         self.page_size = 1
         self.jenga = jenga
-        self.has_swa = "swa" in jenga.layout.type_names
-        self.has_cross = "cross" in jenga.layout.type_names
-        self.has_mamba = MAMBA in jenga.layout.type_names
+        types = jenga.types
+        self.full_type, self.swa_type, self.cross_type, self.state_type = (
+            types.tokens, types.paired, types.encoder, types.state)
         self._kv_encoder_len: dict[int, int] = {}  # id(req.kv) -> encoder tokens at the row's start
-        self.sliding_window_size = params.sliding_window_size if self.has_swa else None
+        self.sliding_window_size = params.sliding_window_size if self.swa_type else None
         self.draft_swa_window = params.draft_swa_window
         jenga.on_reset.append(self.reset)
         self.reset()
@@ -66,8 +67,8 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             manager.on_evict.append(self._after_evict)
         manager.reset_tree()
         self.pages_evicted = dict.fromkeys(self.tree.names, 0)
-        self._full = self.tree.names.index("full")
-        self._cross = self.tree.names.index("cross") if self.has_cross else -1
+        self._full = self.tree.names.index(self.full_type)
+        self._cross = self.tree.names.index(self.cross_type) if self.cross_type else -1
         self._locks: dict[int, list[LockHandle]] = {}
         self.root_node = self.tree.key_root(None)
         self._root_lock = self.tree.lock(self.root_node)  # kept: the miss answer is never removed
@@ -80,13 +81,13 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         return bool(node.is_root)
 
     def supports_swa(self) -> bool:
-        return self.has_swa
+        return self.swa_type is not None
 
     def supports_prefix_sharing(self) -> bool:
         return not self.disable
 
     def supports_mamba(self) -> bool:
-        return self.has_mamba
+        return self.state_type is not None
 
     # -- keys -----------------------------------------------------------------------------------
     # An encoder-decoder request's row starts with its encoder (image) tokens, whose token ids are
@@ -94,20 +95,20 @@ class JengaRadixCache(_sgl.BasePrefixCache):
     # cross-attention pages live on that key's root, the text tokens form the radix path below it.
     def encoder_len(self, req: Any) -> int:
         """Encoder tokens at the start of `req`'s row (0 for text-only requests and models)."""
-        if not self.has_cross or req is None or req.multimodal_inputs is None:
+        if not self.cross_type or req is None or req.multimodal_inputs is None:
             return 0
         return int(req.multimodal_inputs.num_image_tokens or 0)
 
     def note_request(self, req: Any) -> None:
         """Remember where `req`'s encoder tokens end, for frees that come by row position."""
-        if self.has_cross:
+        if self.cross_type:
             self._kv_encoder_len[id(req.kv)] = self.encoder_len(req)
 
     def on_release(self, req: Any, *, checkpointed: bool) -> None:
         """The request gives its row back (finished, aborted or retracted): a state slot it still holds
         was not handed to the tree, so it is freed."""
         self._kv_encoder_len.pop(id(req.kv), None)
-        if self.has_mamba and req.kv.holds_mamba:
+        if self.state_type and req.kv.holds_mamba:
             self.req_to_token_pool.mamba_allocator.free(req.kv.mamba_pool_idx.reshape(1))
             req.kv.mamba_pool_idx = None
         self.jenga.close(req.kv.req_pool_idx)
@@ -125,9 +126,9 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             return miss
         text, extra = self._split_key(tokens, _extra_key(key), enc)
         hit = self.tree.match(text, extra)
-        if hit.node is None or (enc and not hit.pages["cross"].pages):
+        if hit.node is None or (enc and not hit.pages[cast("str", self.cross_type)].pages):
             return miss
-        if self.has_mamba and hit.hit_tokens and params.cow_mamba and not self._copy_on_write(params.req, hit):
+        if self.state_type and hit.hit_tokens and params.cow_mamba and not self._copy_on_write(params.req, hit):
             return miss
         return _sgl.MatchResult(enc + hit.hit_tokens, hit.node, hit.node, hit.node)
 
@@ -143,23 +144,24 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             if slot is None:
                 return False
             req.kv.mamba_pool_idx = slot[0]
-        req.kv.mamba_cow_src_index = self.jenga.to_slots(MAMBA, hit.pages[MAMBA].pages[-1:])
+        state = cast("str", self.state_type)
+        req.kv.mamba_cow_src_index = self.jenga.to_slots(state, hit.pages[state].pages[-1:])
         req.kv.mamba_needs_clear = False
         return True
 
     def touch_prefix(self, key: Any) -> None:
         tokens = key.raw_token_ids()
-        if not self.disable and len(tokens) and not self.has_cross:
+        if not self.disable and len(tokens) and not self.cross_type:
             self.tree.match(tokens, _extra_key(key))
 
     def path_device_indices(self, node: Any) -> torch.Tensor:
         """Slots from the row's start to the end of `node`: the encoder's cross-attention slots (if
         any), then the full-attention slots of the text path."""
         # Full-attention pages are never tombstoned: a node that has lost them is gone.
-        full = self.jenga.to_slots("full", cast("list[int]", self._path_pages(node, self._full)))
-        if not self.has_cross or not node.root.req_pages[self._cross]:
+        full = self.jenga.to_slots(self.full_type, cast("list[int]", self._path_pages(node, self._full)))
+        if not self.cross_type or not node.root.req_pages[self._cross]:
             return full
-        return torch.cat([self.jenga.to_slots("cross", node.root.req_pages[self._cross]), full])
+        return torch.cat([self.jenga.to_slots(self.cross_type, node.root.req_pages[self._cross]), full])
 
     def _path_pages(self, node: Any, t: int) -> list[int | None]:
         parts: list[list[int | None]] = []
@@ -184,46 +186,46 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         n, protected = len(tokens), kv.cache_protected_len
         row = self.req_to_token_pool.req_to_token[kv.req_pool_idx, :n].to(torch.int64)
         text, extra = self._split_key(tokens, _extra_key_of(req), enc)
-        pages: dict[str, list[int | None]] = {"full": list(self.jenga.to_pages("full", row[enc:]))}
+        pages: dict[str, list[int | None]] = {self.full_type: list(self.jenga.to_pages(self.full_type, row[enc:]))}
         if enc:
-            pages["cross"] = list(self.jenga.to_pages("cross", row[:enc]))
-        if self.has_swa:
-            pages["swa"] = self._request_swa_pages(kv, row, protected)
-        if self.has_mamba:
+            pages[cast("str", self.cross_type)] = list(self.jenga.to_pages(cast("str", self.cross_type), row[:enc]))
+        if self.swa_type:
+            pages[self.swa_type] = self._request_swa_pages(kv, row, protected)
+        if self.state_type:
             state: list[int | None] = [None] * (len(text) - 1)
-            pages[MAMBA] = [*state, self._checkpoint_state(req)]
+            pages[self.state_type] = [*state, self._checkpoint_state(req)]
         result = self.jenga.manager.cache_pages(text, pages, extra)
         self._after_free(result.duplicates_freed)
         new_row = self.path_device_indices(result.node)
         assert len(new_row) == n, (len(new_row), n)
-        if self.has_swa:
+        if self.swa_type:
             self._repair_mapping(result.node, new_row, protected)
         self.req_to_token_pool.write((kv.req_pool_idx, slice(protected, n)), new_row[protected:].to(torch.int32))
         kv.cache_protected_len = n
         kv.cache_inserted_len = max(kv.cache_inserted_len, n)
         self.unlock(req.lock)
         req.lock = self.lock(result.node)
-        if self.has_mamba and not req.finished():
+        if self.state_type and not req.finished():
             # The running request computes on from its own state: the checkpoint just kept is for later
             # hits only, so it stays evictable (sglang's default keeps it locked until the request ends).
-            self.tree.release_type(req.lock.receipt, MAMBA)
+            self.tree.release_type(req.lock.receipt, self.state_type)
         req.last_node = result.node
 
     def _checkpoint_state(self, req: Any) -> int | None:
         """The state page to keep at the end of the request's tokens: a finished request hands its own
         slot over; a running one gets its state copied to a new page (None if no page can be had)."""
-        kv, slots = req.kv, self.req_to_token_pool.mamba_allocator
+        kv, slots, state = req.kv, self.req_to_token_pool.mamba_allocator, cast("str", self.state_type)
         if not kv.holds_mamba:
             return None
         if req.finished():
             own = kv.mamba_pool_idx.reshape(1)
             kv.mamba_pool_idx = None  # the tree owns it now (and frees it if it already has one there)
-            return self.jenga.to_pages(MAMBA, own)[0]
+            return self.jenga.to_pages(state, own)[0]
         copy = slots.alloc(1, kv.req_pool_idx)
         if copy is None:
             return None
         self.req_to_token_pool.mamba_pool.copy_from(kv.mamba_pool_idx.reshape(1), copy)
-        return self.jenga.to_pages(MAMBA, copy)[0]
+        return self.jenga.to_pages(state, copy)[0]
 
     def free_kv_row(self, kv: Any, ranges: list[tuple[int, int]]) -> None:
         """Free row ranges; encoder positions go back as cross-attention slots, the rest as usual."""
@@ -233,7 +235,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         row = self.req_to_token_pool.req_to_token[kv.req_pool_idx]
         cross = [row[lo:min(hi, enc)] for lo, hi in ranges if lo < enc]
         if cross:
-            self.token_to_kv_pool_allocator.free_typed("cross", torch.cat(cross).long())
+            self.token_to_kv_pool_allocator.free_encoder(torch.cat(cross).long())
         text = [(max(lo, enc), hi) for lo, hi in ranges if hi > enc]
         if text:
             super().free_kv_row(kv, text)
@@ -244,16 +246,18 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         lo = max(protected, kv.get_evicted_seqlen(_sgl.ComponentType.SWA))
         mapping = self.token_to_kv_pool_allocator.full_to_swa_index_mapping
         swa = mapping[row[lo:]]
-        own = [p if s > 0 else None for p, s in zip(self.jenga.to_pages("swa", swa), swa.tolist(), strict=True)]
+        pages = self.jenga.to_pages(cast("str", self.swa_type), swa)
+        own = [p if s > 0 else None for p, s in zip(pages, swa.tolist(), strict=True)]
         return [None] * lo + own
 
     def _repair_mapping(self, node: Node, full_row: torch.Tensor, protected: int) -> None:
         """Pair each new full slot of the request's row with the SWA page the tree holds there."""
-        swa = self._path_pages(node, self.tree.names.index("swa"))[protected:]
+        swa_type = cast("str", self.swa_type)
+        swa = self._path_pages(node, self.tree.names.index(swa_type))[protected:]
         full = full_row[protected:]
         alive = torch.tensor([p is not None for p in swa], dtype=torch.bool)
         if bool(alive.any()):
-            swa_slots = self.jenga.to_slots("swa", [p for p in swa if p is not None])
+            swa_slots = self.jenga.to_slots(swa_type, [p for p in swa if p is not None])
             self.token_to_kv_pool_allocator.set_full_to_swa_mapping(full[alive.to(full.device)], swa_slots)
 
     def _after_evict(self, result: EvictResult) -> None:
@@ -264,7 +268,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
 
     def _after_free(self, pages: Mapping[str, list[int]]) -> None:
         """The tree freed these core pages (eviction, duplicates): unpair their sliding-window slots."""
-        if self.has_swa and pages:
+        if self.swa_type and pages:
             self.token_to_kv_pool_allocator.on_tree_freed(pages)
 
     # -- locks ----------------------------------------------------------------------------------
@@ -284,7 +288,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         if lock is None or lock.receipt is None or lock.swa_released:
             return
         if pre_len - self.swa_retain_window >= lock.node.end:
-            self.tree.release_type(lock.receipt, "swa")
+            self.tree.release_type(lock.receipt, cast("str", self.swa_type))
             lock.swa_released = True
 
     def inc_lock_ref(self, node: Any) -> Any:
@@ -299,75 +303,76 @@ class JengaRadixCache(_sgl.BasePrefixCache):
     def evict(self, params: Any) -> Any:
         """Free at least `num_tokens` full and `swa_num_tokens` sliding-window pages, and enough to
         allocate `mamba_num` more state slots than are free now (or all it can)."""
-        want = {"full": params.num_tokens, "swa": params.swa_num_tokens}
-        idx = {name: self.tree.names.index(name) for name in want if name in self.tree.names}
-        states = 0
-        if self.has_mamba and params.mamba_num > 0:
-            states = params.mamba_num + self.jenga.allocator.of(MAMBA).available()
+        names = self.tree.names
+        want = {names.index(self.full_type): params.num_tokens}
+        if self.swa_type:
+            want[names.index(self.swa_type)] = params.swa_num_tokens
+        states: dict[str, int] = {}
+        if self.state_type and params.mamba_num > 0:
+            states[self.state_type] = params.mamba_num + self.jenga.allocator.of(self.state_type).available()
         manager = self.jenga.manager
-        result = manager.evict_until(lambda freed: all(freed[i] >= want[n] for n, i in idx.items())
-                                     and (not states or manager.fits({MAMBA: states})))
-        return _sgl.EvictResult(
-            num_tokens_evicted=len(result.pages.get("full", ())),
-            swa_num_tokens_evicted=len(result.pages.get("swa", ())),
-            mamba_num_evicted=len(result.pages.get(MAMBA, ())),
-        )
+        result = manager.evict_until(lambda freed: all(freed[t] >= n for t, n in want.items())
+                                     and (not states or manager.fits(states)))
+        def freed(name: str | None) -> int:
+            return len(result.pages.get(name, ())) if name else 0
+
+        return _sgl.EvictResult(num_tokens_evicted=freed(self.full_type), swa_num_tokens_evicted=freed(self.swa_type),
+                                mamba_num_evicted=freed(self.state_type))
 
     def evict_until_allocatable(self, demand: Mapping[str, int]) -> None:
         """Evict until the allocator can hand out `demand` (pages per type) at once."""
         make_room(self.jenga, demand)
 
     # -- sizes ----------------------------------------------------------------------------------
-    def _cached(self, name: str) -> tuple[int, int]:
+    def _cached(self, name: str | None) -> tuple[int, int]:
+        """(cached, locked) pages of type `name` in the tree; (0, 0) for a role the model lacks (None)."""
+        if name is None:
+            return 0, 0
         t = self.tree.names.index(name)
         return self.tree.cached_pages[t], self.tree.locked_pages[t]
 
+    def _evictable(self, name: str | None) -> int:
+        cached, locked = self._cached(name)
+        return cached - locked
+
     def evictable_size(self) -> int:
-        cached, locked = self._cached("full")
-        return cached - locked + self._cross_evictable_equiv()
+        return self._evictable(self.full_type) + self._cross_evictable_equiv()
 
     def protected_size(self) -> int:
-        return self._cached("full")[1] + self._cross_held_equiv() - self._cross_evictable_equiv()
+        return self._cached(self.full_type)[1] + self._cross_held_equiv() - self._cross_evictable_equiv()
 
     # Encoder-decoder models: sglang counts tokens, and the allocator reports capacity in
     # full-attention tokens, so cross-attention pages are counted as the full-attention slots of the
     # large pages they occupy (exact when idle, conservative for what eviction can free).
     def _cross_held_equiv(self) -> int:
-        if not self.has_cross:
+        if not self.cross_type:
             return 0
-        carved = self.jenga.allocator.of("cross").stats().large_pages_carved
-        return carved * self.jenga.layout.type("full").pages_per_large
+        carved = self.jenga.allocator.of(self.cross_type).stats().large_pages_carved
+        return carved * self.jenga.layout.type(self.full_type).pages_per_large
 
     def _cross_evictable_equiv(self) -> int:
-        if not self.has_cross:
+        if not self.cross_type:
             return 0
-        cached, locked = self._cached("cross")
-        per_large = self.jenga.layout.type("cross").pages_per_large
-        return (cached - locked) // per_large * self.jenga.layout.type("full").pages_per_large
+        per_large = self.jenga.layout.type(self.cross_type).pages_per_large
+        return self._evictable(self.cross_type) // per_large * self.jenga.layout.type(self.full_type).pages_per_large
 
     full_evictable_size = evictable_size
     full_protected_size = protected_size
 
     def swa_evictable_size(self) -> int:
-        if not self.has_swa:
-            return 0
-        cached, locked = self._cached("swa")
-        return cached - locked
+        return self._evictable(self.swa_type)
 
     def swa_protected_size(self) -> int:
-        return self._cached("swa")[1] if self.has_swa else 0
+        return self._cached(self.swa_type)[1]
 
     def mamba_evictable_size(self) -> int:
-        if not self.has_mamba:
-            return 0
-        cached, locked = self._cached(MAMBA)
-        return cached - locked
+        return self._evictable(self.state_type)
 
     def mamba_protected_size(self) -> int:
-        return self._cached(MAMBA)[1] if self.has_mamba else 0
+        return self._cached(self.state_type)[1]
 
     def total_size(self) -> int:
-        return self._cached("full")[0]
+        return self._cached(self.full_type)[0]
 
     def dfs_weight_order(self, node_handles: Any) -> list[int]:
         """Requests in arrival order (the core tree has no sglang-style DFS weights)."""

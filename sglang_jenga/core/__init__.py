@@ -22,7 +22,7 @@ from .allocator import (
 )
 from .evictor import Evictor
 from .layout import DEFAULT_MAX_LARGE_PAGE_BYTES, Layout, PageLocation, TypeLayout, plan_layout
-from .manager import CapacityPlan, HeldPages, KVCacheManager
+from .manager import BatchPart, CapacityPlan, HeldPages, KVCacheManager
 from .nodes import EvictResult, InsertResult, LockHandle, MatchResult, Node, TreeStats, TypeHit
 from .policies import (
     ChunkedLocalPolicy,
@@ -54,7 +54,7 @@ from .specs import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_LARGE_PAGE_BYTES", "MODELS", "AllocatorStats", "AttentionSpec", "CapacityPlan",
+    "DEFAULT_MAX_LARGE_PAGE_BYTES", "MODELS", "AllocatorStats", "AttentionSpec", "BatchPart", "CapacityPlan",
     "ChunkedLocalPolicy", "ChunkedLocalSpec", "CrossAttentionPolicy", "CrossAttentionSpec", "EvictResult",
     "Evictor", "FullAttentionPolicy", "FullAttentionSpec", "HeldPages", "InsertResult", "KVCacheManager",
     "LargePagePool", "LayerGroup", "LayerSpec", "Layout", "LockHandle", "MambaPolicy", "MambaSpec", "MatchResult",

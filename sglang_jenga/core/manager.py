@@ -29,6 +29,7 @@ Costs: fits O(types); alloc and free O(pages) (C-level gathers where possible); 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from itertools import repeat
@@ -64,6 +65,18 @@ class HeldPages(NamedTuple):
 
     start_tokens: int
     pages: dict[str, list[int | None]]
+
+
+class BatchPart(NamedTuple):
+    """One request's share of a batch allocation (`alloc_batch`): `num_tokens` positions of every token type
+    at its next positions, plus `extra_pages` of other types (e.g. {"cross": encoder pages}). A request not
+    open yet is opened with its own token pages starting at position `start_tokens`; one that holds no token
+    page yet (a state page only) moves its start there."""
+
+    rid: int
+    num_tokens: int
+    start_tokens: int = 0
+    extra_pages: Mapping[str, int] | None = None
 
 
 class _Request:
@@ -269,6 +282,70 @@ class KVCacheManager:
                 rid_of[p], pos_of[p] = r.rid, r.start + len(own)
                 own.append(p)
         return dict(zip(self.token_types, got, strict=True))
+
+    def alloc_batch(self, parts: Sequence[BatchPart]) -> list[dict[str, list[int]]]:
+        """Pages for a batch of requests, all or nothing: per part, in order, its pages by type name, placed
+        with the request's other pages. A batch of one token for each of several distinct requests is a decode
+        step (`alloc_step`). If per-request placement takes more large pages than `plan` counted, everything
+        is given back and placed again `packed`. Raises OutOfPagesError, allocating nothing and opening no
+        record, if the batch does not fit."""
+        demand = Counter[str]()
+        for p in parts:
+            demand.update(dict.fromkeys(self.token_types, p.num_tokens))
+            demand.update(p.extra_pages or {})
+        if not self.fits(demand):
+            needed = self.plan(demand)
+            raise OutOfPagesError(",".join(demand), needed.large_pages_needed, needed.large_pages_free)
+        opened = [p.rid for p in parts if p.rid not in self._reqs]
+        for p in parts:
+            r = self._reqs.get(p.rid)
+            if r is None:
+                self.open(p.rid, start=p.start_tokens)
+            elif p.num_tokens and not any(r.pages[t] for t in self._token_idx):
+                r.start = p.start_tokens  # opened by a state page: its token pages start here
+        try:
+            return self._alloc_batch(parts)
+        except OutOfPagesError:
+            for rid in opened:
+                self._reqs.pop(rid)
+            raise
+
+    def _alloc_batch(self, parts: Sequence[BatchPart]) -> list[dict[str, list[int]]]:
+        rids = [p.rid for p in parts]
+        if len(parts) > 1 and all(p.num_tokens == 1 and not p.extra_pages for p in parts) \
+                and len(set(rids)) == len(rids):
+            step = self.alloc_step(rids)
+            return [{name: [pages[i]] for name, pages in step.items()} for i in range(len(parts))]
+        try:
+            return self._alloc_parts(parts)
+        except OutOfPagesError:
+            with self.packed():
+                return self._alloc_parts(parts)
+
+    def _alloc_parts(self, parts: Sequence[BatchPart]) -> list[dict[str, list[int]]]:
+        """Every part's pages in turn; on a shortfall, give back what was taken (OutOfPagesError)."""
+        out: list[tuple[int, dict[str, list[int]]]] = []
+        try:
+            for p in parts:
+                got = self.alloc_tokens(p.rid, p.num_tokens) if p.num_tokens else {}
+                out.append((p.rid, got))
+                for name, n in (p.extra_pages or {}).items():
+                    got[name] = self.alloc(p.rid, name, n)
+        except OutOfPagesError:
+            for rid, got in reversed(out):
+                for name, pages in reversed(got.items()):
+                    self._give_back(rid, name, pages)
+            raise
+        return [got for _, got in out]
+
+    def _give_back(self, rid: int, name: str, pages: list[int]) -> None:
+        """Undo the request's latest allocation of `pages` (the last ones it holds of `name`)."""
+        r, t = self._reqs[rid], self._index[name]
+        self.allocator.types[t].free(pages)
+        self._forget(t, pages)
+        own = r.pages[t]
+        assert own[len(own) - len(pages):] == pages, f"{name}: not the request's latest pages"
+        del own[len(own) - len(pages):]
 
     @contextmanager
     def packed(self) -> Iterator[None]:

@@ -26,7 +26,7 @@ import logging
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from sglang.srt.configs.mamba_utils import Mamba2CacheParams, Mamba2StateShape
@@ -36,28 +36,18 @@ from sglang.srt.mem_cache.allocation import alloc_req_slots, alloc_token_slots
 from sglang.srt.mem_cache.base_prefix_cache import EvictParams
 from sglang.srt.mem_cache.cache_init_params import CacheInitParams
 from sglang.srt.mem_cache.common import checkpoint_kv_cache, release_kv_cache
-from sglang.srt.mem_cache.memory_pool import HybridLinearKVPool, ReqToTokenPool
+from sglang.srt.mem_cache.memory_pool import ReqToTokenPool
 from sglang.srt.sampling.sampling_params import SamplingParams
 
-from sglang_jenga.adapter.allocator import (
-    JengaEncoderDecoderAllocator,
-    JengaSWAAllocator,
-)
 from sglang_jenga.adapter.buffer import SHARED, JengaBuffer, PlannedAlloc
-from sglang_jenga.adapter.mamba import (
-    MAMBA,
-    JengaHybridReqToTokenPool,
-    JengaStateTokenAllocator,
-    state_entry_bytes,
-)
-from sglang_jenga.adapter.pool import JengaMHAPool, JengaSWAKVPool, JengaTypedKVPool
+from sglang_jenga.adapter.build import LayerGroup, ModelLayers, build_pools, build_state_pools
+from sglang_jenga.adapter.mamba import state_entry_bytes
 from sglang_jenga.adapter.tree_cache import JengaRadixCache
 from sglang_jenga.core import (
     CrossAttentionSpec,
     FullAttentionSpec,
     LayerSpec,
     MambaSpec,
-    ModelSpec,
     SlidingWindowSpec,
     plan_layout,
 )
@@ -67,6 +57,7 @@ HEADS, HEAD_DIM = 1, 2
 GEO = {"kv_heads": HEADS, "head_dim": HEAD_DIM, "dtype_bytes": 2}  # K+V = 8 B per token per layer
 FAMILIES = ("swa", "cross", "mamba")
 MAX_CONTEXT = 96
+MAMBA = "mamba"  # MambaSpec's type name
 IMAGE_PAD = 1 << 40  # token id of an image's pad tokens (sglang pads each image with one value)
 
 
@@ -108,19 +99,23 @@ class Rig:
 
 
 # ----------------------------------------------------------------------------------------------------- builders
-def _make_layout(groups: Sequence[tuple[LayerSpec, int]]) -> Any:
-    return plan_layout(ModelSpec.of("tiny", list(groups)), 1)
+# The pools come from adapter/build.py's own builders (`build_pools`, `build_state_pools`), as a server builds
+# them, over a `ModelLayers` written here instead of read off sglang's configurator.
+def _make_layers(*groups: tuple[LayerSpec, Sequence[int]], mamba_params: Any = None) -> ModelLayers:
+    return ModelLayers(tuple(LayerGroup(spec, tuple(ids)) for spec, ids in groups), HEADS, HEAD_DIM, DTYPE,
+                       mamba_params)
 
 
-def _common() -> dict[str, Any]:
-    return {"head_num": HEADS, "head_dim": HEAD_DIM, "v_head_dim": HEAD_DIM, "device": "cpu",
-            "enable_memory_saver": False}
+def _make_buffer(layers: ModelLayers, num_large: int) -> JengaBuffer:
+    return JengaBuffer(plan_layout(layers.model_spec("tiny"), 1), num_large, "cpu")
 
 
-def _share(jenga: JengaBuffer) -> dict[str, int]:
-    """Reported bytes per type, as build._build_pools splits them."""
-    total = sum(u.token_bytes for u in jenga.layout.types)
-    return {t.name: jenga.nbytes * t.token_bytes // total for t in jenga.layout.types}
+def _make_rig_of(family: str, layers: ModelLayers, num_large: int, req_slots: int, window: int | None = None,
+                 encoder_tokens: int = 0) -> Rig:
+    """The rig of a model without a state type, its pools by build.POOLS."""
+    jenga = _make_buffer(layers, num_large)
+    pools = build_pools(jenga, layers, "cpu")
+    return _make_cache(family, jenga, _make_req_pool(req_slots), pools.allocator, window, encoder_tokens)
 
 
 def _make_cache(family: str, jenga: JengaBuffer, req_pool: Any, allocator: Any, window: int | None = None,
@@ -138,27 +133,17 @@ def _make_req_pool(req_slots: int) -> ReqToTokenPool:
 def _make_swa(num_large: int = 32, window: int = 4, req_slots: int = 8) -> Rig:
     """Full attention (3 layers, 24 B/token) + sliding window `window` (4 layers, 32 B/token): a 96 B large
     page holds 4 full or 3 SWA pages."""
-    layout = _make_layout([(FullAttentionSpec(**GEO), 3), (SlidingWindowSpec(window=window, **GEO), 4)])
-    jenga = JengaBuffer(layout, num_large, "cpu")
-    share = _share(jenga)
-    pool = JengaSWAKVPool(jenga=jenga, dtype=DTYPE, head_num=HEADS, head_dim=HEAD_DIM,
-                          swa_attention_layer_ids=[1, 3, 5, 6], full_attention_layer_ids=[0, 2, 4], device="cpu",
-                          full_kwargs={**_common(), "reported_bytes": share["full"]},
-                          swa_kwargs={**_common(), "reported_bytes": share["swa"]})
-    allocator = JengaSWAAllocator(jenga, pool, DTYPE, "cpu")
-    return _make_cache("swa", jenga, _make_req_pool(req_slots), allocator, window=window)
+    layers = _make_layers((FullAttentionSpec(**GEO), [0, 2, 4]),
+                          (SlidingWindowSpec(window=window, **GEO), [1, 3, 5, 6]))
+    return _make_rig_of("swa", layers, num_large, req_slots, window=window)
 
 
 def _make_cross(num_large: int = 32, encoder_tokens: int = 4, req_slots: int = 8) -> Rig:
     """Full attention (4 layers, 32 B/token) + cross-attention over up to `encoder_tokens` image tokens
     (3 layers, 24 B/token): a 96 B large page holds 3 full or 4 cross pages."""
-    layout = _make_layout([(FullAttentionSpec(**GEO), 4),
-                           (CrossAttentionSpec(encoder_tokens=encoder_tokens, **GEO), 3)])
-    jenga = JengaBuffer(layout, num_large, "cpu")
-    pool = JengaTypedKVPool(jenga=jenga, dtype=DTYPE, common=_common(), reported_bytes=_share(jenga),
-                            layer_ids={"full": [0, 1, 3, 5], "cross": [2, 4, 6]})
-    allocator = JengaEncoderDecoderAllocator(jenga, pool, DTYPE, "cpu")
-    return _make_cache("cross", jenga, _make_req_pool(req_slots), allocator, encoder_tokens=encoder_tokens)
+    layers = _make_layers((FullAttentionSpec(**GEO), [0, 1, 3, 5]),
+                          (CrossAttentionSpec(encoder_tokens=encoder_tokens, **GEO), [2, 4, 6]))
+    return _make_rig_of("cross", layers, num_large, req_slots, encoder_tokens=encoder_tokens)
 
 
 def _mamba_params() -> Mamba2CacheParams:
@@ -174,20 +159,12 @@ def _make_mamba(num_large: int = 32, req_slots: int = 8) -> Rig:
     page is the LCM of the two (printed by the tests that need it)."""
     params = _mamba_params()
     state = state_entry_bytes(params, 1)
-    layout = _make_layout([(FullAttentionSpec(**GEO), 1), (MambaSpec(name=MAMBA, state_bytes_per_layer=state), 1)])
-    jenga = JengaBuffer(layout, num_large, "cpu")
-    req_pool = JengaHybridReqToTokenPool(
-        jenga=jenga, size=req_slots, mamba_spec_state_size=req_slots, max_context_len=MAX_CONTEXT, device="cpu",
-        enable_memory_saver=False, cache_params=params, mamba_layer_ids=[0], enable_mamba_extra_buffer=False,
-        enable_overlap_schedule=False, start_layer=0,
-    )
-    full = JengaMHAPool(jenga=jenga, type_name="full", reported_bytes=jenga.nbytes, dtype=DTYPE, layer_num=1,
-                        **_common())
-    pool = HybridLinearKVPool(size=full.size, dtype=DTYPE, page_size=1, head_num=HEADS, head_dim=HEAD_DIM,
-                              full_attention_layer_ids=[1], device="cpu", mamba_pool=req_pool.mamba_pool,
-                              start_layer=0, full_kv_pool=full)
-    allocator = JengaStateTokenAllocator(jenga, pool, DTYPE, "cpu")
-    return _make_cache("mamba", jenga, req_pool, allocator)
+    layers = _make_layers((FullAttentionSpec(**GEO), [1]), (MambaSpec(state_bytes_per_layer=state), [0]),
+                          mamba_params=params)
+    jenga = _make_buffer(layers, num_large)
+    req_pool, pools = build_state_pools(jenga, layers, "cpu", max_reqs=req_slots, max_context_len=MAX_CONTEXT,
+                                        overlap=False)
+    return _make_cache("mamba", jenga, req_pool, pools.allocator)
 
 
 def _make_rig(family: str, **kwargs: Any) -> Rig:
@@ -364,10 +341,11 @@ def row_pages(rig: Rig, req: Req) -> dict[str, list[int]]:
     """Core pages of every type behind the request's row: full slots of its text positions, their SWA peers
     (unpaired ones left out), the cross-attention slots of its encoder positions, its state slot."""
     jenga, enc = rig.jenga, rig.cache.encoder_len(req)
-    out = {"full": jenga.to_pages("full", _slots(row(rig, req, enc)))}
-    if rig.family == "swa":
+    full, swa_type = jenga.types.tokens, jenga.types.paired
+    out = {full: jenga.to_pages(full, _slots(row(rig, req, enc)))}
+    if swa_type:
         swa = rig.allocator.full_to_swa_index_mapping[_slots(row(rig, req))]
-        out["swa"] = jenga.to_pages("swa", swa[swa > 0])
+        out[swa_type] = jenga.to_pages(swa_type, swa[swa > 0])
     if enc:
         out["cross"] = jenga.to_pages("cross", _slots(row(rig, req, 0, enc)))
     if req.kv.holds_mamba:
@@ -419,7 +397,7 @@ def _assert_integrity(rig: Rig, running: Sequence[Req] = ()) -> None:
     for r in running:
         if r.kv.holds_kv:  # admitted requests hold no row yet
             _assert_row(rig, r)
-    if rig.family == "swa":
+    if rig.jenga.types.paired:
         _assert_swa_mapping(rig, running)
     if rig.family == "mamba":
         states = sorted(row_pages(rig, r)[MAMBA][0] for r in running if r.kv.holds_mamba)
@@ -437,9 +415,10 @@ def _assert_row(rig: Rig, r: Req) -> None:
     protected, allocated = kv.cache_protected_len, kv.kv_allocated_len
     path = rig.cache.path_device_indices(r.lock.node).tolist()
     assert row(rig, r, 0, protected) == path[:protected], f"{r.rid}: row prefix is not the locked path"
-    own_full = jenga.to_pages("full", _slots(row(rig, r, max(protected, enc))))
-    assert own_pages(rig, r, "full") == own_full, f"{r.rid}: own full pages != row [{protected}, {allocated})"
-    if rig.family == "swa":  # the window the next step reads is paired, tree part included
+    full = jenga.types.tokens
+    own_full = jenga.to_pages(full, _slots(row(rig, r, max(protected, enc))))
+    assert own_pages(rig, r, full) == own_full, f"{r.rid}: own full pages != row [{protected}, {allocated})"
+    if jenga.types.paired:  # the window the next step reads is paired, tree part included
         window = row(rig, r, max(0, kv.kv_committed_len - (rig.window or 0)), kv.kv_committed_len)
         assert bool((rig.allocator.full_to_swa_index_mapping[_slots(window)] > 0).all()), f"{r.rid}: window"
     if enc and protected < enc:
@@ -451,9 +430,10 @@ def _assert_swa_mapping(rig: Rig, running: Sequence[Req]) -> None:
     that position (0 at a tombstone), a request's own full page to its own SWA page there (0 once
     released), a free full page to 0."""
     jenga, manager = rig.jenga, rig.manager
-    full_t, swa_t = manager.names.index("full"), manager.names.index("swa")
-    expected = [0] * (jenga.num_rows("full"))
-    off_full, off_swa = jenga.slot_offset("full"), jenga.slot_offset("swa")
+    full, swa = jenga.types.tokens, cast("str", jenga.types.paired)
+    full_t, swa_t = manager.names.index(full), manager.names.index(swa)
+    expected = [0] * (jenga.num_rows(full))
+    off_full, off_swa = jenga.slot_offset(full), jenga.slot_offset(swa)
 
     def pair(full: Sequence[int | None], swa: Sequence[int | None]) -> None:
         for f, s in zip(full, swa, strict=True):
@@ -465,7 +445,7 @@ def _assert_swa_mapping(rig: Rig, running: Sequence[Req]) -> None:
     for r in running:
         if r.kv.holds_kv:
             held = manager.held(jenga.rid(r.kv.req_pool_idx)).pages
-            pair(held["full"], held["swa"])
+            pair(held[full], held[swa])
     assert rig.allocator.full_to_swa_index_mapping[:-1].tolist() == expected
 
 

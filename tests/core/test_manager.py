@@ -4,9 +4,9 @@ window release, caching and closing, with exact page ids."""
 from __future__ import annotations
 
 import pytest
-from corekit import full, make_model, mamba, swa, toks
+from corekit import cross, full, make_model, mamba, swa, toks
 
-from sglang_jenga.core import CapacityPlan, KVCacheManager, OutOfPagesError, plan_layout
+from sglang_jenga.core import BatchPart, CapacityPlan, HeldPages, KVCacheManager, OutOfPagesError, plan_layout
 
 
 def _manager(*groups: tuple, num_large: int = 8) -> KVCacheManager:
@@ -50,6 +50,34 @@ def test_joint_allocation_packs_when_placement_would_run_short() -> None:
     assert got["full"] == [1] and len(got["swa"]) == 1  # packed into request 1's large page instead
     with pytest.raises(OutOfPagesError):
         kv.alloc_tokens(2, 1)
+    kv.check_integrity()
+
+
+def test_batch_is_placed_again_packed_when_placement_runs_short() -> None:
+    # a large page: 2 full pages or 1 cross page; the batch needs 2 full + 1 cross = both large pages
+    kv = _manager(full(), cross(layers=2), num_large=2)
+    batch = [BatchPart(1, 1), BatchPart(2, 1, start_tokens=3, extra_pages={"cross": 1})]
+    # placed per request, 2's full page carves the second large page and its cross page finds none left:
+    # everything goes back (2's record too) and is placed again packed
+    got = kv.alloc_batch(batch)
+    assert got == [{"full": [0]}, {"full": [1], "cross": [1]}] and kv.allocator.large_pages_free == 0
+    assert kv.held(2) == HeldPages(3, {"full": [1], "cross": [1]})
+    kv.check_integrity()
+    with pytest.raises(OutOfPagesError):
+        kv.alloc_batch([BatchPart(4, 1)])
+    assert not kv.is_open(4)  # a refused batch opens no record
+    assert kv.alloc_batch([BatchPart(1, 0), BatchPart(2, 0)]) == [{}, {}]  # nothing asked: nothing taken
+    kv.check_integrity()
+
+
+def test_batch_decode_step_and_state_first_records() -> None:
+    kv = _manager(full(), mamba(state_bytes=2), num_large=8)  # full 2 B, state 2 B: 1 page per large page
+    state = kv.alloc_batch([BatchPart(1, 0, extra_pages={"mamba": 1})])  # sglang takes the state slot first
+    assert state == [{"mamba": [0]}] and kv.held(1).start_tokens == 0
+    prefill = kv.alloc_batch([BatchPart(1, 2, start_tokens=5), BatchPart(2, 3)])  # 1 hit 5 cached tokens
+    assert kv.held(1).start_tokens == 5 and kv.held(1).pages["full"] == prefill[0]["full"]
+    step = kv.alloc_batch([BatchPart(1, 1), BatchPart(2, 1)])  # one token each: a decode step
+    assert [len(s["full"]) for s in step] == [1, 1] and kv.held(2).pages["full"][-1:] == step[1]["full"]
     kv.check_integrity()
 
 
