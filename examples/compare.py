@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from programs import run_text_programs  # noqa: E402
 
 from sglang_jenga.models import build  # noqa: E402
-from sglang_jenga.server import Server, pinned_env, start_all  # noqa: E402
+from sglang_jenga.server import Server, pinned_env, start_all, stop_all  # noqa: E402
 
 FLAGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--decode-log-interval", "1",
          "--chunked-prefill-size", "128")
@@ -76,8 +76,7 @@ def main() -> None:
         bursts = {m: burst(s, args.requests) for m, s in servers.items()}
         report(args, servers, programs, bursts)
     finally:
-        for s in servers.values():
-            s.stop()
+        stop_all(list(servers.values()))
 
 
 def report(args: argparse.Namespace, servers: dict[str, Server], programs: dict, bursts: dict) -> None:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -189,10 +190,16 @@ def start_all(servers: list[Server]) -> list[Server]:
             for future in [pool.submit(s.start) for s in servers]:
                 future.result()
     except BaseException:
-        for s in servers:
-            s.stop()
+        stop_all(servers)
         raise
     return servers
+
+
+def stop_all(servers: Sequence[Server]) -> None:
+    """Stop `servers` side by side (each waits for its own shutdown)."""
+    if servers:
+        with ThreadPoolExecutor(len(servers)) as pool:
+            list(pool.map(Server.stop, servers))
 
 
 def _group_has_live_members(pgid: int) -> bool:

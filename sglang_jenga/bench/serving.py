@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sglang_jenga.models import build
-from sglang_jenga.server import Server, pinned_env, start_all
+from sglang_jenga.server import Server, pinned_env, start_all, stop_all
 
 SERVER_FLAGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--decode-log-interval", "1")
 ENV = {"SGLANG_JENGA_DUMMY_WEIGHT_RANGE": "0.5"}
@@ -91,8 +91,7 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, dict[str, floa
                                 "output_throughput": client["output_throughput"], **log_stats(server.log())}
         return results
     finally:
-        for s in servers.values():
-            s.stop()
+        stop_all(list(servers.values()))
 
 
 def print_table(all_results: dict[str, dict[str, dict[str, float]]]) -> None:

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from sglang_jenga.server import Server, pinned_env, start_all
+from sglang_jenga.server import Server, pinned_env, start_all, stop_all
 
 # Every tiny server: random weights, a fixed seed, a decode log line per step (for #running-req).
 TINY_ARGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--log-level", "info",
@@ -56,8 +56,7 @@ def started_pair(model_path: Path, *args: str, max_total_tokens: int = 4096) -> 
     try:
         yield pair
     finally:
-        for s in pair:
-            s.stop()
+        stop_all(list(pair))
 
 
 def greedy(server: Server, prompt: str | list[int], max_new_tokens: int = 16) -> dict[str, Any]:

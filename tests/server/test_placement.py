@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from serverkit import JENGA, Pair, assert_all_free, flush, greedy_many, jenga_stats, server
 
-from sglang_jenga.server import start_all
+from sglang_jenga.server import start_all, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,8 @@ PHASES = {
     "short": [f"Note {k}: the tide was {k} feet." for k in range(32)],
     "long again": [f"Review {k}: " + LINE * 12 for k in range(6)],
 }
-NEW_TOKENS = 24
+# new tokens per request in each phase: the short requests' decodes are what the tree keeps of that phase
+NEW_TOKENS = {"long": 8, "short": 24, "long again": 8}
 
 
 @pytest.fixture(scope="module", params=["gemma3", "mellum"])
@@ -46,8 +47,7 @@ def pair(request: pytest.FixtureRequest, zoo) -> Iterator[Pair]:  # noqa: ANN001
     try:
         yield servers
     finally:
-        for s in servers:
-            s.stop()
+        stop_all(list(servers))
 
 
 def _waste(stats: dict[str, Any]) -> float:
@@ -63,7 +63,7 @@ def _carved(stats: dict[str, Any]) -> dict[str, int]:
 def _run(s: Any) -> dict[str, Any]:
     """Every phase on server `s`; stats sampled while it runs and once it has drained."""
     out: dict[str, Any] = {"ids": [], "busy": [], "drained": [], "carved": []}
-    for prompts in PHASES.values():
+    for phase, prompts in PHASES.items():
         done = threading.Event()
         busy: list[float] = []
 
@@ -74,7 +74,7 @@ def _run(s: Any) -> dict[str, Any]:
         poller = threading.Thread(target=sample)
         poller.start()
         try:
-            results = greedy_many(s, prompts, NEW_TOKENS)
+            results = greedy_many(s, prompts, NEW_TOKENS[phase])
         finally:
             done.set()
             poller.join()

@@ -6,57 +6,77 @@ import json
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from serverkit import TINY_ARGS, server
+from serverkit import TINY_ARGS
 
-from sglang_jenga.server import CPU_ARGS, ServerError
+from sglang_jenga.server import CPU_ARGS
 
 pytestmark = pytest.mark.slow
 
 
-def test_help_lists_the_memory_manager_flag() -> None:
-    out = subprocess.run([sys.executable, "-m", "sglang.launch_server", "--help"], capture_output=True, text=True,
-                         timeout=300)
-    assert "--memory-manager {default,jenga}" in out.stdout
+REFUSED = [
+    (("--enable-unified-memory",), "--enable-unified-memory"),
+    (("--enable-hierarchical-cache",), "--enable-hierarchical-cache"),
+    (("--page-size", "16"), "--page-size 16"),
+    (("--radix-cache-backend", "flexkv"), "--radix-cache-backend flexkv"),
+    (("--speculative-algorithm", "NGRAM"), "--speculative-algorithm"),
+    (("--disaggregation-mode", "prefill"), "--disaggregation-mode prefill"),
+    (("--disaggregation-mode", "decode"), "--disaggregation-mode decode"),
+    (("--kv-cache-dtype", "fp8_e5m2"), "--kv-cache-dtype fp8_e5m2"),
+    (("--mamba-radix-cache-strategy", "extra_buffer"), "--mamba-radix-cache-strategy extra_buffer"),
+    (("--enable-int8-mamba-checkpoint",), "--enable-int8-mamba-checkpoint"),
+]
 
 
-@pytest.mark.parametrize(
-    ("flags", "names"),
-    [
-        (("--enable-unified-memory",), "--enable-unified-memory"),
-        (("--enable-hierarchical-cache",), "--enable-hierarchical-cache"),
-        (("--page-size", "16"), "--page-size 16"),
-        (("--radix-cache-backend", "flexkv"), "--radix-cache-backend flexkv"),
-        (("--speculative-algorithm", "NGRAM"), "--speculative-algorithm"),
-        (("--disaggregation-mode", "prefill"), "--disaggregation-mode prefill"),
-        (("--disaggregation-mode", "decode"), "--disaggregation-mode decode"),
-        (("--kv-cache-dtype", "fp8_e5m2"), "--kv-cache-dtype fp8_e5m2"),
-        (("--mamba-radix-cache-strategy", "extra_buffer"), "--mamba-radix-cache-strategy extra_buffer"),
-        (("--enable-int8-mamba-checkpoint",), "--enable-int8-mamba-checkpoint"),
-    ],
-)
-def test_flag_combinations_are_rejected_before_anything_starts(zoo, flags: tuple[str, ...], names: str) -> None:  # noqa: ANN001
-    cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", str(zoo("llama")), *CPU_ARGS,
-           *TINY_ARGS, "--memory-manager", "jenga", *flags]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={"SGLANG_USE_CPU_ENGINE": "1",
-                                                                                  "PATH": "/usr/bin:/bin"})
-    assert out.returncode != 0
-    assert "--memory-manager jenga cannot be combined with" in out.stderr and names in out.stderr, out.stderr[-2000:]
-
-
-def test_unsupported_model_stops_startup_naming_it(zoo, tmp_path) -> None:  # noqa: ANN001
+def _mostly_cross_mllama(zoo, root: Path) -> Path:  # noqa: ANN001
     """An mllama variant with more cross-attention than self-attention layers (4 of 6)."""
-    model = tmp_path / "mllama_mostly_cross"
+    model = root / "mllama_mostly_cross"
     shutil.copytree(zoo("mllama"), model)
     config = json.loads((model / "config.json").read_text())
     config["text_config"]["cross_attention_layers"] = [1, 2, 4, 5]
     (model / "config.json").write_text(json.dumps(config))
-    s = server(model, "--memory-manager", "jenga")
-    with pytest.raises(ServerError) as err:
-        s.start()
-    s.stop()
-    message = str(err.value)
-    assert "--memory-manager jenga cannot serve this configuration" in message
+    return model
+
+
+@pytest.fixture(scope="module")
+def launches(zoo, tmp_path_factory) -> dict[tuple[str, ...], subprocess.CompletedProcess[str]]:  # noqa: ANN001
+    """`python -m sglang.launch_server` with `--help`, with jenga plus each refused flag set, and with jenga on
+    a model it cannot serve: run two at a time (most of each is sglang's import), results keyed by the extra
+    arguments."""
+    base = [sys.executable, "-m", "sglang.launch_server", *CPU_ARGS, *TINY_ARGS, "--memory-manager", "jenga"]
+    env = {"SGLANG_USE_CPU_ENGINE": "1", "PATH": "/usr/bin:/bin"}
+    llama = ("--model-path", str(zoo("llama")))
+    unsupported = ("--model-path", str(_mostly_cross_mllama(zoo, tmp_path_factory.mktemp("models"))))
+    cmds = {("--help",): [sys.executable, "-m", "sglang.launch_server", "--help"],
+            **{flags: [*base, *llama, *flags] for flags, _ in REFUSED}, unsupported: [*base, *unsupported]}
+
+    def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+    with ThreadPoolExecutor(2) as pool:
+        out = dict(zip(cmds, pool.map(run, cmds.values()), strict=True))
+    out[("unsupported model",)] = out.pop(unsupported)
+    return out
+
+
+def test_help_lists_the_memory_manager_flag(launches) -> None:  # noqa: ANN001
+    assert "--memory-manager {default,jenga}" in launches[("--help",)].stdout
+
+
+@pytest.mark.parametrize(("flags", "names"), REFUSED)
+def test_flag_combinations_are_rejected_before_anything_starts(launches, flags: tuple[str, ...], names: str) -> None:  # noqa: ANN001
+    out = launches[flags]
+    assert out.returncode != 0
+    assert "--memory-manager jenga cannot be combined with" in out.stderr and names in out.stderr, out.stderr[-2000:]
+
+
+def test_unsupported_model_stops_startup_naming_it(launches) -> None:  # noqa: ANN001
+    out = launches[("unsupported model",)]
+    assert out.returncode != 0
+    message = out.stderr
+    assert "--memory-manager jenga cannot serve this configuration" in message, message[-3000:]
     assert "MllamaForConditionalGeneration has more cross-attention than self-attention layers" in message
     assert "--memory-manager default" in message
