@@ -18,6 +18,8 @@ Hooks (targets are listed in adapter/compat.py):
   alloc_for_extend,          AROUND  tells jenga whose slots the next flat allocation is (each request
   alloc_for_decode                     its own placement owner) and which extend tokens are encoder tokens
   dummy weight init          AROUND  only with SGLANG_JENGA_DUMMY_WEIGHT_RANGE set (test aid, below)
+  scheduler steps and        AROUND  only with SGLANG_JENGA_TIME_SCHEDULER=1: CPU time per batch, any
+  memory-manager calls                 manager (adapter/timing.py, bench/scheduler_cost.py)
   Mamba2 / GDN kernels       REPLACE CPU runs only (cpu_runtime/mamba/hooks.py)
 and the radix cache backend "jenga" (adapter/tree_cache.py).
 """
@@ -29,7 +31,7 @@ import os
 import sys
 from typing import Any
 
-from sglang_jenga.adapter import compat
+from sglang_jenga.adapter import compat, timing
 
 NAME = "jenga"
 # Test aid: sglang's --load-format dummy draws weights from [-1e-3, 1e-3], which makes a tiny model's
@@ -66,6 +68,11 @@ def register() -> None:
     register_cpu_mamba_hooks()  # plain-torch Mamba2 / gated-delta-net kernels, CPU runs only
     if os.environ.get(DUMMY_RANGE_ENV):
         registry.register(compat.DUMMY_WEIGHTS, _dummy_weights, kind.AROUND)
+    if timing.enabled():
+        registry.register(compat.SCHEDULER_NEXT_BATCH, timing.next_batch, kind.AROUND)
+        registry.register(compat.SCHEDULER_PROCESS_RESULT, timing.process_result, kind.AROUND)
+        for name, target in compat.MEMORY_MANAGER_CALLS.items():
+            registry.register(target, timing.timed(name), kind.AROUND)
     compat.register_radix_cache_backend(NAME, _make_tree_cache)
 
 
@@ -167,6 +174,8 @@ def _hybrid_layer_ids(original: Any, architectures: Any, hf_text_config: Any) ->
 
 def _add_stats(result: Any, controller: Any, state: dict[str, Any]) -> None:
     scheduler = controller.scheduler
+    if timing.enabled():
+        state["scheduler_timing"] = timing.snapshot()
     jenga = getattr(scheduler.token_to_kv_pool_allocator, "jenga", None)
     if jenga is not None:
         from sglang_jenga.adapter.stats import jenga_stats

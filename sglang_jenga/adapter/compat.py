@@ -35,6 +35,17 @@ TORCH_NATIVE_DECODE = (
 )
 ALLOC_FOR_EXTEND = "sglang.srt.mem_cache.allocation.alloc_for_extend"
 ALLOC_FOR_DECODE = "sglang.srt.mem_cache.allocation.alloc_for_decode"
+# The scheduler steps around each forward and the memory-manager entry points in them (adapter/timing.py).
+SCHEDULER_NEXT_BATCH = "sglang.srt.managers.scheduler.Scheduler.get_next_batch_to_run"
+SCHEDULER_PROCESS_RESULT = "sglang.srt.managers.scheduler.Scheduler.process_batch_result"
+MEMORY_MANAGER_CALLS = {
+    "match": "sglang.srt.mem_cache.common.match_kv_cache",
+    "alloc_extend": ALLOC_FOR_EXTEND,
+    "alloc_decode": ALLOC_FOR_DECODE,
+    "checkpoint": "sglang.srt.mem_cache.common.checkpoint_kv_cache",
+    "release": "sglang.srt.mem_cache.common.release_kv_cache",
+    "release_window": "sglang.srt.managers.schedule_batch.ScheduleBatch.maybe_evict_swa",
+}
 DUMMY_WEIGHTS = "sglang.srt.model_loader.weight_utils.initialize_dummy_weights"
 INTERNAL_STATE_MEMORY = (
     "sglang.srt.managers.scheduler_components.internal_state.SchedulerInternalStateController._add_memory_usage"
