@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Every benchmark in one run (about 30 minutes on 2 cores): the replay comparison on
-# real model shapes (table, checks, motivation figures, docs/img/*.png), the allocator microbenchmark and the
+# Every benchmark in one run (about 40 minutes on 2 cores): the replay comparison on
+# real model shapes (table, checks, motivation figures, docs/img/*.png), the allocator microbenchmark, the
 # end-to-end bench_serving comparisons on CPU servers (sliding-window models, then Mamba2 hybrids with short
-# requests). JSON results go to out/.
+# requests) and the scheduler's CPU time per step in real servers. JSON results go to out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,3 +13,4 @@ mkdir -p out
 .venv/bin/python -m sglang_jenga.bench.serving --json out/serving.json
 .venv/bin/python -m sglang_jenga.bench.serving --models falcon_h1 nemotron_h --input-len 32 --output-len 48 \
     --json out/serving_mamba.json
+.venv/bin/python -m sglang_jenga.bench.scheduler_cost --json out/scheduler_cost.json
