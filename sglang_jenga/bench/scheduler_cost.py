@@ -19,12 +19,12 @@ and jenga / default ratios. The forward (`run_batch`) is not in these figures.
 from __future__ import annotations
 
 import argparse
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from sglang_jenga.adapter.timing import TIMING_ENV
+from sglang_jenga.bench.serving import run_models
 from sglang_jenga.models import build
 from sglang_jenga.server import Server, pinned_env, start_all, stop_all
 
@@ -115,13 +115,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--budget-tokens", type=int, default=16384)
     parser.add_argument("--rounds", type=int, default=2, help="timed bursts after the warm-up one")
-    parser.add_argument("--zoo", default="out/zoo")
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    results = {name: bench_model(name, args) for name in args.models}
-    print_table(results)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    run_models(parser, bench_model, print_table)
 
 
 if __name__ == "__main__":

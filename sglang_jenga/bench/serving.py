@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,19 @@ def print_table(all_results: dict[str, dict[str, dict[str, float]]]) -> None:
         print(f"{model:10} {'ratio':8} {ratios}")
 
 
+def run_models(parser: argparse.ArgumentParser, bench_model: Callable[[str, argparse.Namespace], Any],
+               print_table: Callable[[dict[str, Any]], None]) -> None:
+    """The CLI of a per-model server benchmark: `--zoo` and `--json` added to `parser`, `bench_model(name, args)`
+    for every model of `--models`, the table printed, the results written as JSON."""
+    parser.add_argument("--zoo", default="out/zoo")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    results = {name: bench_model(name, args) for name in args.models}
+    print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["gemma3", "mellum"])
@@ -113,13 +127,7 @@ def main() -> None:
     parser.add_argument("--input-len", type=int, default=160)
     parser.add_argument("--output-len", type=int, default=96)
     parser.add_argument("--mamba-slots", type=int, default=12, help="--max-mamba-cache-size for Mamba hybrids")
-    parser.add_argument("--zoo", default="out/zoo")
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    results = {name: bench_model(name, args) for name in args.models}
-    print_table(results)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    run_models(parser, bench_model, print_table)
 
 
 if __name__ == "__main__":
