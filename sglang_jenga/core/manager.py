@@ -289,13 +289,11 @@ class KVCacheManager:
         step (`alloc_step`). If per-request placement takes more large pages than `plan` counted, everything
         is given back and placed again `packed`. Raises OutOfPagesError, allocating nothing and opening no
         record, if the batch does not fit."""
-        demand = Counter[str]()
+        demand = Counter(dict.fromkeys(self.token_types, sum(p.num_tokens for p in parts)))
         for p in parts:
-            demand.update(dict.fromkeys(self.token_types, p.num_tokens))
-            demand.update(p.extra_pages or {})
-        if not self.fits(demand):
-            needed = self.plan(demand)
-            raise OutOfPagesError(",".join(demand), needed.large_pages_needed, needed.large_pages_free)
+            if p.extra_pages:
+                demand.update(p.extra_pages)
+        self._require_fits(demand)
         opened = [p.rid for p in parts if p.rid not in self._reqs]
         for p in parts:
             r = self._reqs.get(p.rid)
@@ -360,12 +358,16 @@ class KVCacheManager:
         finally:
             pool.low_water = saved
 
-    def _joint(self, take: Callable[..., list[int]], demand: Mapping[str, int]) -> list[list[int]]:
-        """Run `take(small_allocator)` for every token type, all or nothing. If placement used more large
-        pages than `plan` counted and a later type runs short, roll back and place again `packed`."""
+    def _require_fits(self, demand: Mapping[str, int]) -> None:
+        """Raise OutOfPagesError (with the plan's numbers) unless `demand` fits."""
         if not self.fits(demand):
             needed = self.plan(demand)
             raise OutOfPagesError(",".join(demand), needed.large_pages_needed, needed.large_pages_free)
+
+    def _joint(self, take: Callable[..., list[int]], demand: Mapping[str, int]) -> list[list[int]]:
+        """Run `take(small_allocator)` for every token type, all or nothing. If placement used more large
+        pages than `plan` counted and a later type runs short, roll back and place again `packed`."""
+        self._require_fits(demand)
         for attempt in (nullcontext(), self.packed()):
             got: list[list[int]] = []
             with attempt:
