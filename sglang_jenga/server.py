@@ -31,7 +31,7 @@ CPU_ARGS = ("--device", "cpu", "--attention-backend", "torch_native", "--disable
 
 
 class ServerError(RuntimeError):
-    """The server exited or did not become ready; the message ends with its log tail."""
+    """The server exited, did not become ready or dropped a connection; the message ends with its log tail."""
 
 
 def free_port() -> int:
@@ -151,14 +151,22 @@ class Server:
         self.stop()
 
     # -- requests ---------------------------------------------------------------------------
-    def get(self, path: str, **kw: Any) -> Any:
-        r = requests.get(self.url + path, timeout=kw.pop("timeout", 120), **kw)
+    def _send(self, method: str, path: str, **kw: Any) -> requests.Response:
+        """One HTTP request; if the connection fails, a ServerError with the server's log tail (which holds the
+        traceback of a crash) instead of a bare connection error."""
+        try:
+            r = requests.request(method, self.url + path, **kw)
+        except requests.ConnectionError as e:
+            state = "running" if self.proc is not None and self.proc.poll() is None else "exited"
+            raise ServerError(f"{method} {path}: {e} (server {state})\n{self.log_tail()}") from e
         r.raise_for_status()
-        return r.json()
+        return r
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self._send("GET", path, timeout=kw.pop("timeout", 120), **kw).json()
 
     def post(self, path: str, payload: dict[str, Any] | None = None, **kw: Any) -> Any:
-        r = requests.post(self.url + path, json=payload, timeout=kw.pop("timeout", 300), **kw)
-        r.raise_for_status()
+        r = self._send("POST", path, json=payload, timeout=kw.pop("timeout", 300), **kw)
         if not r.content:
             return None
         try:

@@ -187,7 +187,9 @@ class JengaStateTokenAllocator(JengaTokenAllocator):
 
 class StatePrefillBudget(PrefillBudgetHook, _sgl.PrefillBudget):
     """sglang's token budget for one prefill batch, with each admitted request's state slot charged
-    in the full-attention slots it displaces, and the bytes of evictable cached states counted."""
+    in the full-attention slots it displaces, and the bytes of evictable cached states counted; and a
+    request is admitted only if the batch's tokens and states fit the shared pool together (full slots
+    free inside a running request's large pages cannot hold a state, so the token count alone over-admits)."""
 
     def __init__(self, allocator: JengaStateTokenAllocator, tree_cache: Any, **kwargs: Any) -> None:
         super().__init__(allocator, tree_cache, **kwargs)
@@ -202,11 +204,22 @@ class StatePrefillBudget(PrefillBudgetHook, _sgl.PrefillBudget):
     def _next_state(self) -> int:
         return state_token_cost(self.jenga, self.new_states + 1) - state_token_cost(self.jenga, self.new_states)
 
+    def _fits_with_next(self, tokens: int) -> bool:
+        """Whether `tokens` more full-attention slots (beyond the batch's reservations) and one more state
+        fit together after evicting what the tree could give back (an evicted page serves its own type)."""
+        tree, types = self.tree_cache, self.jenga.types
+        full = int(tokens + self.total_offset) - tree.full_evictable_size()
+        states = self.new_states + 1 - tree.mamba_evictable_size()
+        return self.jenga.manager.fits({types.tokens: max(0, full), state_type(self.jenga): max(0, states)})
+
     def check_prefill(self, *, total_tokens: int, **kwargs: Any) -> tuple[bool, int | None]:
+        if not self._fits_with_next(total_tokens):
+            return False, None
         return super().check_prefill(total_tokens=total_tokens + self._next_state(), **kwargs)
 
     def can_allocate_prefill(self, *, paged_input: int, **kwargs: Any) -> bool:
-        return bool(super().can_allocate_prefill(paged_input=paged_input + self._next_state(), **kwargs))
+        return self._fits_with_next(paged_input) and bool(
+            super().can_allocate_prefill(paged_input=paged_input + self._next_state(), **kwargs))
 
     def reserve(self, extend_input_len: int, max_new_tokens: int, *, is_chunked_continuation: bool = False,
                 **kwargs: Any) -> None:
