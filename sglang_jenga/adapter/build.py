@@ -31,6 +31,7 @@ from sglang_jenga.adapter.compat import (
     sglang_classes,
 )
 from sglang_jenga.adapter.mamba import (
+    JengaHybridLinearKVPool,
     JengaHybridReqToTokenPool,
     JengaStateTokenAllocator,
     state_entry_bytes,
@@ -344,7 +345,7 @@ def build_state_pools(jenga: JengaBuffer, layers: ModelLayers, device: str, *, m
     full_ids = layers.layer_ids(Role.TOKENS)
     full_pool = JengaMHAPool(jenga=jenga, type_name=jenga.types.tokens, reported_bytes=jenga.nbytes,
                              dtype=layers.dtype, layer_num=len(full_ids), **_common(layers, device))
-    pool = _sgl.HybridLinearKVPool(
+    pool = JengaHybridLinearKVPool(
         size=full_pool.size, dtype=layers.dtype, page_size=1, head_num=layers.kv_heads, head_dim=layers.head_dim,
         full_attention_layer_ids=full_ids, device=device, mamba_pool=req_to_token_pool.mamba_pool,
         start_layer=start_layer, full_kv_pool=full_pool,

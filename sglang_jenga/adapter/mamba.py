@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from sglang_jenga.adapter import transfer
 from sglang_jenga.adapter.allocator import JengaTokenAllocator, TypeSlots, make_room
 from sglang_jenga.adapter.buffer import JengaBuffer
 from sglang_jenga.adapter.compat import MambaPoolHook, PrefillBudgetHook, sglang_classes
@@ -81,6 +82,23 @@ class JengaMambaPool(_sgl.MambaPool):
     def get_kv_size_bytes(self) -> int:
         """The views overlap the whole buffer; the bytes are reported by the KV pool."""
         return 0
+
+    # PD transfer (StateType.MAMBA, adapter/transfer.py): a slot is one item of the state type's region, moved
+    # whole (no per-tensor dims or layer ids to reslice by, as sglang's unified-memory Mamba pool).
+    def get_contiguous_buf_infos(self) -> tuple[list[int], list[int], list[int]]:
+        return transfer.state_entries(self._jenga, state_type(self._jenga))
+
+    def get_state_dim_per_tensor(self) -> list[int]:
+        return []
+
+    def get_state_layer_ids(self) -> list[int]:
+        return []
+
+    def get_state_slice_outer_counts(self) -> list[int]:
+        return []
+
+    def get_state_conv_shard_groups(self) -> list[Any]:
+        return []
 
 
 class JengaMambaSlots:
@@ -155,6 +173,14 @@ class JengaHybridReqToTokenPool(MambaPoolHook, _sgl.HybridReqToTokenPool):
         balances against (states and tokens share the buffer)."""
         full = self._jenga.allocator.of(self._jenga.types.tokens)
         return full.pages_used + full.available()
+
+
+class JengaHybridLinearKVPool(_sgl.HybridLinearKVPool):
+    """sglang's HybridLinearKVPool over the tokens type's `JengaMHAPool` and the `JengaMambaPool`; for PD it
+    publishes one layer id per KV entry (sglang pairs entries by these ids, adapter/transfer.py)."""
+
+    def get_kv_layer_ids(self) -> list[int]:
+        return transfer.kv_layer_ids(list(self.full_attention_layer_id_mapping))
 
 
 def state_token_cost(jenga: JengaBuffer, states: int) -> int:

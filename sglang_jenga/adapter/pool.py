@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from sglang_jenga.adapter import transfer
 from sglang_jenga.adapter.buffer import JengaBuffer
 from sglang_jenga.adapter.compat import MHABufferHook, sglang_classes
 
@@ -45,6 +46,11 @@ class JengaMHAPool(MHABufferHook, _sgl.MHATokenToKVPool):
         if tgt_loc.numel():
             rows = self._jenga.rows_view(self._jenga_type)
             rows[tgt_loc.long()] = rows[src_loc.long()]
+
+    def get_contiguous_buf_infos(self) -> tuple[list[int], list[int], list[int]]:
+        """PD transfer entries: the type's whole rows from the buffer start, as K and V halves (adapter/transfer.py).
+        Also the sliding-window state of `JengaSWAKVPool` (sglang's `get_state_buf_infos` asks its swa pool)."""
+        return transfer.kv_entries(self._jenga, self._jenga_type)
 
 
 class JengaSWAKVPool(_sgl.SWAKVPool):
@@ -117,3 +123,7 @@ class JengaTypedKVPool(_sgl.KVCache):
     def get_kv_size_bytes(self) -> tuple[int, int]:
         sizes = [p.get_kv_size_bytes() for p in self.pools.values()]
         return sum(k for k, _ in sizes), sum(v for _, v in sizes)
+
+    def get_contiguous_buf_infos(self) -> tuple[list[int], list[int], list[int]]:
+        """Refused: no entry list addresses a row of mixed cross-attention and full slots (adapter/transfer.py)."""
+        return transfer.refuse_cross_attention()
