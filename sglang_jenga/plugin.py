@@ -114,9 +114,9 @@ def unsupported_flags(args: Any) -> list[str]:
         (getattr(args, "page_size", None) not in (None, 1),
          f"--page-size {getattr(args, 'page_size', None)} (jenga runs with --page-size 1)"),
         (getattr(args, "disaggregation_mode", "null") not in (None, "null"),
-         f"--disaggregation-mode {getattr(args, 'disaggregation_mode', None)} (jenga's pools do not yet describe "
-         "their KV buffers to sglang's KV transfer, which would move wrong bytes; drop it or use "
-         "--memory-manager default)"),
+         f"--disaggregation-mode {getattr(args, 'disaggregation_mode', None)} (PD under jenga is not proven end "
+         "to end: its pools describe their buffers to sglang's KV transfer, tested between two pools, but not "
+         "between two servers nor the decode side's cache and retraction; drop it or use --memory-manager default)"),
         (getattr(args, "speculative_algorithm", None) is not None,
          "--speculative-algorithm (speculative decoding is not supported yet; drop it)"),
         (getattr(args, "mamba_radix_cache_strategy", None) == "extra_buffer",
