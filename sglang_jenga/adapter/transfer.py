@@ -111,6 +111,14 @@ def plan_fingerprint(layout: Layout, tp_size: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def pd_kv_layout(layout: Layout, tp_size: int) -> str:
+    """The string for sglang's `KVArgs.kv_layout` (`get_pd_kv_layout`), which the bootstrap exchanges and the
+    receiver compares (common/conn.py, "KV layout mismatch"). sglang skips that comparison when either side
+    has none, so it does not catch a jenga peer paired with a default one; a bring-up must also refuse a peer
+    without this string."""
+    return "jenga:" + plan_fingerprint(layout, tp_size)
+
+
 def check_peer(local: str, remote: str) -> None:
     """Raise PlanMismatchError unless the two peers' `plan_fingerprint`s are equal."""
     if local != remote:

@@ -65,6 +65,32 @@ class _Loopback:
         return 0
 
 
+class _Mooncake(_Loopback):
+    """The same sender over real mooncake engines (TCP transport, host memory): each side registers its regions
+    as sglang's MooncakeKVManager does (`_registerable_regions`, exact duplicates removed; mooncake refuses
+    overlapping ones), and the blocks go through `batch_transfer_sync_write` to the peer's session."""
+
+    _registerable_regions = MooncakeKVManager._registerable_regions
+
+    def __init__(self, kv_args: Any, engine: Any, peer: str) -> None:
+        super().__init__(kv_args)
+        self.engine, self.peer = engine, peer
+
+    def _transfer_data(self, session: str, blocks: list[tuple[int, int, int]]) -> int:
+        srcs, dsts, lengths = (list(x) for x in zip(*blocks, strict=True))
+        self.blocks += blocks
+        return int(self.engine.batch_transfer_sync_write(self.peer, srcs, dsts, lengths))
+
+
+def _mooncake_engine(engine_cls: Any, kv_args: Any) -> tuple[Any, str]:
+    """A TCP engine on this host with `kv_args`' regions registered; returns it and its session id."""
+    engine = engine_cls()
+    assert engine.initialize("127.0.0.1", "P2PHANDSHAKE", "tcp", "") == 0
+    for ptr, length in _Mooncake._registerable_regions(types.SimpleNamespace(kv_args=kv_args)):
+        assert engine.register_memory(ptr, length) == 0
+    return engine, f"127.0.0.1:{engine.get_rpc_port()}"
+
+
 class Side(NamedTuple):
     """One PD peer: its rig, the request whose KV moves, and its KVArgs."""
 
@@ -76,7 +102,7 @@ class Side(NamedTuple):
 def _kv_args(rig: Rig) -> Any:
     """The transfer fields of sglang's KVArgs, built by sglang's functions (disaggregation/prefill.py)."""
     pool = rig.allocator.get_kvcache()
-    args = types.SimpleNamespace(prefill_start_layer=0, num_draft_entries=0)
+    args = types.SimpleNamespace(prefill_start_layer=0, num_draft_entries=0, aux_data_ptrs=[], aux_data_lens=[])
     args.kv_data_ptrs, args.kv_data_lens, args.kv_item_lens = get_kv_transfer_buf_infos(pool)
     args.kv_layer_ids = build_kv_layer_ids(token_to_kv_pool=pool, draft_token_to_kv_pool=None, num_draft_entries=0,
                                            num_hidden_layers=8)
@@ -124,9 +150,11 @@ def _np(values: list[int]) -> np.ndarray:
     return np.array(values, dtype=np.int32)
 
 
-def _send(src: Side, dst: Side, slots: dict[str, tuple[list[int], list[int]]]) -> _Loopback:
+def _send(src: Side, dst: Side, slots: dict[str, tuple[list[int], list[int]]],
+          sender: _Loopback | None = None) -> _Loopback:
     """The prefill sender's calls for one request (mooncake `transfer_worker`: KV, then each state component)."""
-    sender, a, b = _Loopback(src.kv_args), src.kv_args, dst.kv_args
+    sender = sender or _Loopback(src.kv_args)
+    a, b = src.kv_args, dst.kv_args
     full = src.rig.jenga.types.tokens
     assert sender.send_kv("s", a.kv_data_ptrs, b.kv_data_ptrs, a.kv_item_lens, _np(slots[full][0]),
                           _np(slots[full][1]), None, src_layer_ids=a.kv_layer_ids, dst_layer_ids=b.kv_layer_ids) == 0
@@ -213,6 +241,21 @@ def test_loopback_copies_exactly_the_mapped_rows(family: str) -> None:
     _assert_views_equal(src, dst, slots)
 
 
+@pytest.mark.parametrize("family", ["swa", "mamba"])
+def test_loopback_through_mooncake_tcp(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same copy by mooncake's own engine, where it imports (the non-CUDA wheel on a CPU host; README)."""
+    engine_cls = pytest.importorskip("mooncake.engine", reason="mooncake transfer engine not installed").TransferEngine
+    monkeypatch.setenv("MC_FORCE_TCP", "1")
+    src, dst = _pair(family)
+    slots = _mapped(src, dst)
+    before = dst.rig.jenga.data.clone()
+    (engine, _), (peer, session) = _mooncake_engine(engine_cls, src.kv_args), _mooncake_engine(engine_cls, dst.kv_args)
+    _send(src, dst, slots, _Mooncake(src.kv_args, engine, session))
+    del engine, peer
+    assert torch.equal(dst.rig.jenga.data, _expected(src, before, slots))
+    _assert_views_equal(src, dst, slots)
+
+
 def test_sglang_sees_the_roles_it_expects() -> None:
     """sglang's PD set-up files the sliding-window entries as StateType.SWA and the Mamba slot as MAMBA, and
     every entry registers the one buffer (mooncake registers it once)."""
@@ -280,3 +323,4 @@ def test_plan_fingerprint() -> None:
     assert fp not in others and len(set(others)) == 3
     with pytest.raises(transfer.PlanMismatchError, match="different jenga plans"):
         transfer.check_peer(fp, others[0])
+    assert transfer.pd_kv_layout(a.layout, tp_size=1) == f"jenga:{fp}"
