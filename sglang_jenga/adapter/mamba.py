@@ -86,7 +86,7 @@ class JengaMambaPool(_sgl.MambaPool):
     # PD transfer (StateType.MAMBA, adapter/transfer.py): a slot is one item of the state type's region, moved
     # whole (no per-tensor dims or layer ids to reslice by, as sglang's unified-memory Mamba pool).
     def get_contiguous_buf_infos(self) -> tuple[list[int], list[int], list[int]]:
-        return transfer.state_entries(self._jenga, state_type(self._jenga))
+        return transfer.one_entry(self._jenga, state_type(self._jenga))
 
     def get_state_dim_per_tensor(self) -> list[int]:
         return []
@@ -176,8 +176,12 @@ class JengaHybridReqToTokenPool(MambaPoolHook, _sgl.HybridReqToTokenPool):
 
 
 class JengaHybridLinearKVPool(_sgl.HybridLinearKVPool):
-    """sglang's HybridLinearKVPool over the tokens type's `JengaMHAPool` and the `JengaMambaPool`; for PD it
-    publishes one layer id per KV entry (sglang pairs entries by these ids, adapter/transfer.py)."""
+    """sglang's HybridLinearKVPool over the tokens type's `JengaMHAPool` and the `JengaMambaPool`. For PD it
+    answers the tokens type's region as one KV entry with one layer id (sglang pairs entries by id, so the
+    region moves once; adapter/transfer.py)."""
+
+    def get_contiguous_buf_infos(self) -> tuple[list[int], list[int], list[int]]:
+        return self.full_kv_pool.one_transfer_entry()
 
     def get_kv_layer_ids(self) -> list[int]:
         return transfer.kv_layer_ids(list(self.full_attention_layer_id_mapping))

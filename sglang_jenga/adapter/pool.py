@@ -52,6 +52,10 @@ class JengaMHAPool(MHABufferHook, _sgl.MHATokenToKVPool):
         Also the sliding-window state of `JengaSWAKVPool` (sglang's `get_state_buf_infos` asks its swa pool)."""
         return transfer.kv_entries(self._jenga, self._jenga_type)
 
+    def one_transfer_entry(self) -> tuple[list[int], list[int], list[int]]:
+        """The type's region as a single entry, for a pool that publishes layer ids (adapter/transfer.py)."""
+        return transfer.one_entry(self._jenga, self._jenga_type)
+
 
 class JengaSWAKVPool(_sgl.SWAKVPool):
     """SWAKVPool whose full and sliding-window sub-pools are `JengaMHAPool`s of one buffer: the tokens type

@@ -26,11 +26,11 @@ How sglang consumes the entries (0.5.23):
     (`get_mha_kv_ptrs_with_pp`) and a single entry would move nothing. `kv_entries` therefore answers the
     type's region twice, as "K" and "V": each half moves whole rows, the second the same bytes again
     (correct; twice the traffic until a bring-up makes sglang take the flat path, e.g. with layer ids).
-    A hybrid linear pool publishes layer ids (`kv_layer_ids`: the first full layer's id, once per entry),
-    which mooncake pairs entry by entry.
+    A hybrid linear pool (Mamba models) publishes layer ids, which make mooncake pair entries by id without
+    the split: it answers the region once (`one_entry`) with the first full layer's id (`kv_layer_ids`).
   * Sliding-window state (`get_state_buf_infos`, StateType.SWA): the paired type's two entries, indices
     from `translate_swa_indices_for_transfer` (the allocator's full -> SWA mapping); the same K/V split.
-  * Mamba state (`get_state_buf_infos`, StateType.MAMBA): one entry (buffer start, nbytes, page(state)),
+  * Mamba state (`get_state_buf_infos`, StateType.MAMBA): `one_entry` (buffer start, nbytes, page(state)),
     with no per-tensor dims or layer ids: a slot is moved whole, so both sides need the same TP size.
   * Cross-attention: sglang's transfer sends one index list for every entry, but a request's row mixes
     cross-attention slots (encoder positions) and full slots, whose rows differ in size: no entry list
@@ -81,15 +81,16 @@ def kv_entries(jenga: JengaBuffer, name: str) -> BufInfos:
     return BufInfos([r.ptr] * 2, [r.nbytes] * 2, [r.item_bytes] * 2)
 
 
-def state_entries(jenga: JengaBuffer, name: str) -> BufInfos:
-    """A state type's entry: its region once (sglang moves a Mamba slot as one item)."""
+def one_entry(jenga: JengaBuffer, name: str) -> BufInfos:
+    """Type `name`'s region as one entry: for consumers that take entries one by one (a Mamba slot; KV paired
+    by layer id)."""
     r = region(jenga, name)
     return BufInfos([r.ptr], [r.nbytes], [r.item_bytes])
 
 
 def kv_layer_ids(full_layer_ids: list[int]) -> list[int]:
-    """Layer ids aligned with `kv_entries` for pools that publish them: the first full layer's id per entry."""
-    return [full_layer_ids[0]] * 2
+    """The layer id of a hybrid linear pool's one KV entry: its first full-attention layer's."""
+    return [full_layer_ids[0]]
 
 
 def refuse_cross_attention() -> BufInfos:

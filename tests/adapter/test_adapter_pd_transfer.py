@@ -235,8 +235,9 @@ def test_loopback_copies_exactly_the_mapped_rows(family: str) -> None:
     before = dst.rig.jenga.data.clone()
     sender = _send(src, dst, slots)
     assert torch.equal(dst.rig.jenga.data, _expected(src, before, slots))  # mapped rows copied, nothing else
-    layout = src.rig.jenga.layout  # attention rows go twice (the K and the V entry), a state slot once
-    moved = sum(len(s) * layout.row_stride_bytes(name) * (1 if name == MAMBA else 2) for name, (s, _) in slots.items())
+    layout = src.rig.jenga.layout  # rows go twice (the K and the V entry) unless paired by layer id (Mamba models)
+    copies = {name: 1 if family == "mamba" else 2 for name in slots} | {MAMBA: 1}
+    moved = sum(len(s) * layout.row_stride_bytes(name) * copies[name] for name, (s, _) in slots.items())
     assert sum(length for _, _, length in sender.blocks) == moved
     _assert_views_equal(src, dst, slots)
 
@@ -271,7 +272,7 @@ def test_sglang_sees_the_roles_it_expects() -> None:
     layout = swa.rig.jenga.layout
     assert swa.kv_args.kv_item_lens == [layout.row_stride_bytes("full")] * 2 == [24, 24]
     assert swa.kv_args.state_item_lens == [[32, 32]]
-    assert mamba.kv_args.kv_layer_ids == [1, 1]  # the mamba rig's full layer
+    assert mamba.kv_args.kv_item_lens == [8] and mamba.kv_args.kv_layer_ids == [1]  # the mamba rig's full layer
     assert mamba.kv_args.state_item_lens == [[mamba.rig.jenga.layout.row_stride_bytes(MAMBA)]]
 
 
@@ -292,7 +293,8 @@ def test_sglang_default_descriptors_move_wrong_bytes(family: str, monkeypatch: p
     """Before: jenga's pools answered with sglang's own descriptors (one entry per layer, rows packed); the same
     copy then leaves the mapped rows wrong and writes other bytes."""
     monkeypatch.setattr(JengaMHAPool, "get_contiguous_buf_infos", MHATokenToKVPool.get_contiguous_buf_infos)
-    monkeypatch.setattr(JengaHybridLinearKVPool, "get_kv_layer_ids", HybridLinearKVPool.get_kv_layer_ids)
+    for name in ("get_contiguous_buf_infos", "get_kv_layer_ids"):
+        monkeypatch.setattr(JengaHybridLinearKVPool, name, getattr(HybridLinearKVPool, name))
     for name in ("get_contiguous_buf_infos", "get_state_dim_per_tensor", "get_state_layer_ids",
                  "get_state_slice_outer_counts", "get_state_conv_shard_groups"):
         monkeypatch.setattr(JengaMambaPool, name, getattr(MambaPool, name))
