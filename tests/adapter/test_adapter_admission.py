@@ -9,9 +9,8 @@ one request too many, seen in tests/server/test_mamba_pressure.py's burst).
 
 from __future__ import annotations
 
-from sglang.srt.managers.schedule_policy import AddReqResult, PrefillAdder
-
 from adapterkit import MAMBA, _assert_integrity, _make_req, _make_rig, admit, alloc_extend, extend, finish, flush
+from sglang.srt.managers.schedule_policy import AddReqResult, PrefillAdder
 
 
 def _adder(rig) -> PrefillAdder:
