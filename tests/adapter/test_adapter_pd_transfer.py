@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 import torch
-from adapterkit import MAMBA, Rig, _make_req, _make_rig, admit, extend, row
+from adapterkit import GEO, MAMBA, Rig, _make_layers, _make_req, _make_rig, _make_rig_of, admit, extend, row
 from sglang.srt.disaggregation.base.conn import StateType
 from sglang.srt.disaggregation.common.conn import CommonKVManager
 from sglang.srt.disaggregation.mooncake.conn import MooncakeKVManager
@@ -34,8 +34,17 @@ from sglang.srt.mem_cache.memory_pool import HybridLinearKVPool, MambaPool, MHAT
 from sglang_jenga.adapter import transfer
 from sglang_jenga.adapter.mamba import JengaHybridLinearKVPool, JengaMambaPool
 from sglang_jenga.adapter.pool import JengaMHAPool
+from sglang_jenga.core import FullAttentionSpec
 
 PROMPT = list(range(10, 20))  # 10 tokens: longer than the swa rig's window (4)
+PD_FAMILIES = ["full", "swa", "mamba"]
+
+
+def _make_family(family: str, num_large: int) -> Rig:
+    """adapterkit's rigs, plus "full": full attention only (3 layers, 24 B/token), sglang's MHA pool role."""
+    if family == "full":
+        return _make_rig_of("full", _make_layers((FullAttentionSpec(**GEO), [0, 1, 2])), num_large, req_slots=8)
+    return _make_rig(family, num_large=num_large)
 
 
 class _Loopback:
@@ -112,7 +121,7 @@ def _kv_args(rig: Rig) -> Any:
 
 def _side(family: str, num_large: int, before: list[int] | None = None) -> Side:
     """A rig whose buffer is random finite bf16, holding PROMPT's KV (after `before`'s, to shift its slots)."""
-    rig = _make_rig(family, num_large=num_large)
+    rig = _make_family(family, num_large)
     gen = torch.Generator().manual_seed(num_large)
     data = rig.jenga.data
     data.view(torch.bfloat16).copy_(torch.randn(data.numel() // 2, generator=gen).to(torch.bfloat16))
@@ -200,7 +209,7 @@ def _kv_views(side: Side) -> dict[str, Any]:
     pool = side.rig.allocator.get_kvcache()
     if hasattr(pool, "swa_kv_pool"):
         return {side.rig.jenga.types.tokens: pool.full_kv_pool, side.rig.jenga.types.paired: pool.swa_kv_pool}
-    return {side.rig.jenga.types.tokens: pool.full_kv_pool}
+    return {side.rig.jenga.types.tokens: getattr(pool, "full_kv_pool", pool)}
 
 
 def _assert_views_equal(src: Side, dst: Side, slots: dict[str, tuple[list[int], list[int]]]) -> None:
@@ -227,7 +236,7 @@ def _decode_attention(pool: Any, layer: int, slots: list[int], q: torch.Tensor) 
 
 
 # ------------------------------------------------------------------------------------------------------- tests
-@pytest.mark.parametrize("family", ["swa", "mamba"])
+@pytest.mark.parametrize("family", PD_FAMILIES)
 def test_loopback_copies_exactly_the_mapped_rows(family: str) -> None:
     src, dst = _pair(family)
     slots = _mapped(src, dst)
@@ -242,7 +251,7 @@ def test_loopback_copies_exactly_the_mapped_rows(family: str) -> None:
     _assert_views_equal(src, dst, slots)
 
 
-@pytest.mark.parametrize("family", ["swa", "mamba"])
+@pytest.mark.parametrize("family", PD_FAMILIES)
 def test_loopback_through_mooncake_tcp(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same copy by mooncake's own engine, where it imports (the non-CUDA wheel on a CPU host; README)."""
     engine_cls = pytest.importorskip("mooncake.engine", reason="mooncake transfer engine not installed").TransferEngine
@@ -260,10 +269,10 @@ def test_loopback_through_mooncake_tcp(family: str, monkeypatch: pytest.MonkeyPa
 def test_sglang_sees_the_roles_it_expects() -> None:
     """sglang's PD set-up files the sliding-window entries as StateType.SWA and the Mamba slot as MAMBA, and
     every entry registers the one buffer (mooncake registers it once)."""
-    swa, _ = _pair("swa")
-    mamba, _ = _pair("mamba")
+    full, swa, mamba = (_pair(family)[0] for family in PD_FAMILIES)
+    assert full.kv_args.state_types == [] and full.kv_args.kv_item_lens == [24, 24]
     assert swa.kv_args.state_types == [StateType.SWA] and mamba.kv_args.state_types == [StateType.MAMBA]
-    for side in (swa, mamba):
+    for side in (full, swa, mamba):
         a, jenga = side.kv_args, side.rig.jenga
         regions = {(p, n) for p, n in zip(a.kv_data_ptrs, a.kv_data_lens, strict=True)}
         regions |= {(p, n) for ps, ns in zip(a.state_data_ptrs, a.state_data_lens, strict=True)
@@ -288,7 +297,7 @@ def test_decode_attention_over_the_copy_matches() -> None:
             assert torch.equal(_decode_attention(_kv_views(dst)[name], layer, d, q), out)
 
 
-@pytest.mark.parametrize("family", ["swa", "mamba"])
+@pytest.mark.parametrize("family", PD_FAMILIES)
 def test_sglang_default_descriptors_move_wrong_bytes(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: jenga's pools answered with sglang's own descriptors (one entry per layer, rows packed); the same
     copy then leaves the mapped rows wrong and writes other bytes."""
