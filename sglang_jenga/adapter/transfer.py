@@ -1,7 +1,7 @@
 """PD disaggregation: the buffer descriptors jenga's pools give sglang's KV transfer, and the plan check.
 
 Definitions. sglang's transfer (disaggregation/mooncake/conn.py `_send_kvcache_generic`, `_send_mamba_state`;
-nixl alike) takes per entry a (ptr, nbytes, item_len) from the pool (`get_contiguous_buf_infos`, and
+nixl's sender likewise) takes per entry a (ptr, nbytes, item_len) from the pool (`get_contiguous_buf_infos`, and
 `get_state_buf_infos` for sliding-window and Mamba state), registers (ptr, nbytes) with the engine, and moves
 item i as the bytes [ptr + i * item_len, ptr + (i + 1) * item_len), i a slot id (page size 1). sglang's own
 MHA pool answers one entry per layer and K/V with item_len = heads x dim x elem, its rows packed back to back.
@@ -11,9 +11,12 @@ type's layers in it (row(T) = token_bytes for attention types, the padded page f
 correct only if item i is exactly slot i's row: ptr = buffer start, item_len = row(T). Any per-layer entry
 (ptr + l * 2HDe) would move the head of row i + 1, another request's bytes on the destination. So each type
 has ONE region over the whole buffer (`region`); all regions share (ptr, nbytes), so the engine registers
-the buffer once (mooncake dedupes exact duplicates, as for sglang's own --enable-unified-memory pool, which
-answers the same way). Regions of different types overlap by design: the allocator never gives one byte to
-two types at once, and a transfer only names the slots the request owns.
+the buffer once: sglang's mooncake manager drops exact duplicates (`_registerable_regions`, as for its own
+--enable-unified-memory pool, which answers the same way), and mooncake refuses any other overlap
+("does not support overlapped memory region", seen with its 0.3.13 wheel), so per-type spans would not do.
+(nixl registers every entry as given, duplicates included: not tried.) Regions of different types overlap
+by design: the allocator never gives one byte to two types at once, and a transfer only names the slots the
+request owns.
 
 Worked example (the tests' swa rig): full 3 layers x 8 B = 24 B rows, sliding window 4 x 8 B = 32 B rows,
 large page 96 B, 32 large pages + 1 reserved = 3168 B. Full slot 5 -> bytes [120, 144); SWA slot 5 ->
