@@ -6,7 +6,8 @@ sglang's PD bootstrap builds them (disaggregation/prefill.py: `get_kv_transfer_b
 `build_kv_layer_ids`, `setup_state_kv_args`). The copy runs sglang's mooncake sender
 (`MooncakeKVManager._send_kvcache_generic` for KV and the sliding-window state, `_send_mamba_state` for Mamba
 state), which computes every `ptr + index * item_len`; only its engine is replaced, by a loopback that
-memmoves the bytes between the two buffers of this process, as mooncake's TCP transport would between hosts.
+memmoves the bytes between the two buffers of this process, as mooncake's TCP transport would between hosts;
+where mooncake's engine imports (its non-CUDA wheel), the same copy also runs through two real TCP engines.
 The indices are the ones sglang's PD payloads send: the request's `req_to_token` slots, the sliding-window
 tail through `translate_swa_indices_for_transfer`, the request's Mamba slot.
 
