@@ -41,7 +41,10 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from sglang_jenga.core import MODELS, TwoLevelAllocator, TypedRadixTree, plan_layout
+from sglang_jenga.core.allocator import Pages
 
 WINDOW = 1024
 POOL_TOKENS = 1 << 18
@@ -51,7 +54,7 @@ PREFILL_REQS, PREFILL_TOKENS = 16, 512
 SEQ, SHARED, TREE_SEQS = 4096, 512, 32
 # Owner ids: running requests 0..BATCH-1, prefills after them, tree sequences from SEQ_OWNER: a request's id
 # is its own (reusing a running request's id would close that request's open large pages).
-SEQ_OWNER = 1 << 20
+SEQ_OWNER = 1 << 12
 
 
 def _seq(i: int) -> list[int]:
@@ -73,27 +76,28 @@ class JengaSide:
         self.alloc = TwoLevelAllocator(self.layout, num_large)
         self.tree = TypedRadixTree(self.alloc)
         self.full, self.swa = self.alloc.of("full"), self.alloc.of("swa")
-        self.owners = list(range(BATCH))
-        self.running = [(self.full.alloc(37, o), self.swa.alloc(37, o)) for o in self.owners]
+        self.owners = np.arange(BATCH)
+        self.running = [(self.full.alloc(37, o), self.swa.alloc(37, o)) for o in range(BATCH)]
+        self.prefill_owners = np.arange(BATCH, BATCH + PREFILL_REQS)
+        self.prefill_counts = np.full(PREFILL_REQS, PREFILL_TOKENS)
         self.leaf_bytes = (SEQ - SHARED) * sum(t.page_bytes for t in self.layout.types)
 
-    def alloc_prefill(self) -> list[tuple[list[int], list[int]]]:
-        return [(self.full.alloc(PREFILL_TOKENS, o), self.swa.alloc(PREFILL_TOKENS, o))
-                for o in range(BATCH, BATCH + PREFILL_REQS)]
+    def alloc_prefill(self) -> tuple[Pages, Pages]:
+        return (self.full.alloc_many(self.prefill_counts, self.prefill_owners),
+                self.swa.alloc_many(self.prefill_counts, self.prefill_owners))
 
-    def free_prefill(self, pages: list[tuple[list[int], list[int]]]) -> None:
-        for f, s in pages:
-            self.full.free(f)
-            self.swa.free(s)
-
-    def alloc_decode(self) -> tuple[list[int], list[int]]:
-        return self.full.alloc_each(self.owners), self.swa.alloc_each(self.owners)
-
-    def free_decode(self, pages: tuple[list[int], list[int]]) -> None:
+    def free_prefill(self, pages: tuple[Pages, Pages]) -> None:
         self.full.free(pages[0])
         self.swa.free(pages[1])
 
-    def release_window(self, pages: tuple[list[int], list[int]]) -> None:
+    def alloc_decode(self) -> tuple[Pages, Pages]:
+        return self.full.alloc_each(self.owners), self.swa.alloc_each(self.owners)
+
+    def free_decode(self, pages: tuple[Pages, Pages]) -> None:
+        self.full.free(pages[0])
+        self.swa.free(pages[1])
+
+    def release_window(self, pages: tuple[Pages, Pages]) -> None:
         self.swa.free(pages[1])
 
     def prepare_insert(self, i: int) -> tuple[list[int], dict[str, list[int | None]]]:
@@ -103,7 +107,7 @@ class JengaSide:
         owner = SEQ_OWNER + i  # a request of its own, not one of the running ones
         pages = {"full": self.full.alloc(n, owner), "swa": self.swa.alloc(n, owner)}
         self.alloc.close_owner(owner)
-        return seq, {name: [None] * hit + p for name, p in pages.items()}
+        return seq, {name: [None] * hit + p.tolist() for name, p in pages.items()}
 
     def insert(self, prepared: tuple[list[int], dict[str, list[int | None]]]) -> None:
         self.tree.insert(*prepared)
