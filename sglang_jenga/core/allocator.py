@@ -335,36 +335,37 @@ class SmallPageAllocator:
         """Carve need // k whole large pages per owner and, for need % k > 0, one more made its open page
         (their old ones are full); their pages in owner order. None, changing nothing, if that would leave
         fewer than `floor` free large pages. Large pages that come off the pool as one ascending run (the
-        usual case: frees push them back lowest on top) give each owner one range of page ids, copied from
-        `_ids` and flagged by one slice."""
+        usual case: frees push them back lowest on top) give each owner one range of page ids, flagged and
+        copied by slices."""
         k = self.pages_per_large
         whole, rest = np.divmod(need, k)
         opened = rest > 0
-        per_owner = whole + opened
-        ends = per_owner.cumsum()
-        if self.pool.num_free - floor < int(ends[-1]):
+        ends = (whole + opened).cumsum()
+        count = int(ends[-1])
+        if self.pool.num_free - floor < count:
             return None
-        lps = self.pool.pop(int(ends[-1]))
-        take = np.full(len(lps), k, dtype=np.int64)
+        lps = self.pool.pop(count)
         last = ends[opened] - 1
-        take[last] = rest[opened]
-        lo = int(lps[0])
-        if lps[-1] - lo == len(lps) - 1 and (lps[1:] > lps[:-1]).all():  # one ascending run
-            starts = (lo + ends - per_owner) * k
-            pages = (np.concatenate([self._ids[a:a + n] for a, n in zip(starts.tolist(), need.tolist(), strict=True)])
-                     if len(need) <= 64 else _expand(starts, need))
-            self._used[lo * k:(lo + len(lps)) * k] = True
-            self._used[_expand(lps[last] * k + take[last], k - take[last])] = False  # open pages' free slots
+        first = int(lps[0])
+        if len(need) <= 64 and int(lps[-1]) - first == count - 1 and (lps[1:] > lps[:-1]).all():
+            parts, used, ids = [], self._used, self._ids
+            for start, n in zip(((ends - whole - opened + first) * k).tolist(), need.tolist(), strict=True):
+                used[start:start + n] = True
+                parts.append(ids[start:start + n])
+            pages = np.concatenate(parts)
         else:
+            take = np.full(count, k, dtype=np.int64)
+            take[last] = rest[opened]
             pages = _expand(lps * k, take)
             self._used[pages] = True
-        self.pool.carver[lps] = self.type_index
-        self._nfree[lps] = k - take
-        self.large_pages_carved += len(lps)
-        self.pages_free_in_carved += k * len(lps) - len(pages)
         opens = lps[last]
+        self.pool.carver[lps] = self.type_index
+        self._nfree[lps] = 0
+        self._nfree[opens] = k - rest[opened]
         self._stack[opens] = self._fresh_row
         self._set_open(keys[opened], opens)
+        self.large_pages_carved += count
+        self.pages_free_in_carved += k * count - len(pages)
         return pages
 
     def _take(self, rows: Pages, take: Pages) -> Pages:
@@ -409,7 +410,7 @@ class SmallPageAllocator:
         index)."""
         if len(keys) < 2:
             return True
-        idx = np.arange(len(keys))
+        idx = self._ids[:len(keys)] if len(keys) <= len(self._ids) else np.arange(len(keys))
         self._mark[keys] = idx
         return bool((self._mark[keys] == idx).all())
 
@@ -449,11 +450,10 @@ class SmallPageAllocator:
         return int(empty.sum())
 
     def _restack(self, lps: Pages, nfree: Pages) -> None:
-        """Rebuild the stacks of large pages `lps` (ascending) from their flags, lowest free slot on top, and
-        set their free counts to `nfree`."""
+        """Rebuild the stacks of large pages `lps` from their flags, lowest free slot on top (a stable sort of
+        each row, slots downwards, puts the free ones first), and set their free counts to `nfree`."""
         k = self.pages_per_large
-        row, slot = np.nonzero(~self._used2d[lps][:, ::-1])  # each row's free slots, highest first
-        self._stack[lps[row], _expand(np.zeros_like(nfree), nfree)] = k - 1 - slot
+        self._stack[lps] = k - 1 - np.argsort(self._used2d[lps][:, ::-1], axis=1, kind="stable")
         self._nfree[lps] = nfree
 
     def _uncarve(self, lps: Pages, before: Pages) -> None:
