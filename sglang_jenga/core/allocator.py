@@ -80,6 +80,8 @@ class AllocatorStats(NamedTuple):
 def as_pages(pages: Iterable[int] | Pages) -> Pages:
     """Page ids as an int64 array (no copy if they already are one; a list goes through `array`, the fastest
     route from Python ints)."""
+    if type(pages) is np.ndarray and pages.dtype == np.int64:
+        return pages
     if isinstance(pages, np.ndarray):
         return pages.astype(np.int64, copy=False)
     ids = array("q", pages)
@@ -201,8 +203,11 @@ class SmallPageAllocator:
         (listed once) whose open large page is full adopt holes, then fresh large pages, as `alloc_many`
         would place them; then every owner takes the top of its open page's stack: one gather chain."""
         keys = as_pages(owners) + 1
-        if len(keys) and keys.max() < len(self._open_of) and self._distinct(keys):
-            lps = self._open_of[keys]
+        try:
+            lps = self._open_of[keys]  # IndexError: an owner never seen (alloc_many grows the array)
+        except IndexError:
+            lps = EMPTY
+        if len(lps) and self._distinct(keys):
             nfree = self._nfree[lps]
             if nfree.all() or self._reopen(keys, lps, nfree):
                 nfree -= 1
@@ -222,14 +227,15 @@ class SmallPageAllocator:
         m = min(len(idx), len(self._holes))
         if self.pool.num_free - self.pool.low_water < len(idx) - m:
             return False
-        new = np.fromiter(islice(self._holes, m), dtype=np.int64, count=m)
-        for lp in new.tolist():
-            del self._holes[lp]
-        if len(idx) > m:
-            new = np.concatenate((new, self._carve(len(idx) - m)))
+        new = self._carve(len(idx) - m)
+        if m:
+            holes = np.fromiter(islice(self._holes, m), dtype=np.int64, count=m)
+            for lp in holes.tolist():
+                del self._holes[lp]
+            new = np.concatenate((holes, new))
         self._set_open(keys[idx], new)
         lps[idx] = new
-        nfree[idx] = self._nfree[new]
+        nfree[idx] = self._nfree[new] if m else self.pages_per_large
         return True
 
     def _carve(self, count: int) -> Pages:
@@ -252,6 +258,8 @@ class SmallPageAllocator:
             raise OutOfPagesError(self.name, total, self.available())
         if total == 0:
             return EMPTY.copy()
+        if keys.min() < 0:
+            raise ValueError(f"{self.name}: owner ids must be >= -1")
         if keys.max() >= len(self._open_of):
             self._grow(int(keys.max()))
         if not self._distinct(keys):  # the same owner twice: serve them one after the other
