@@ -164,9 +164,11 @@ class SmallPageAllocator:
         self._stack = np.zeros((L + 1, k), dtype=np.int64)
         self._fresh_row = np.arange(k - 1, -1, -1, dtype=np.int64)  # a fresh large page's stack: 0 on top
         self._ids = np.arange(L * k, dtype=np.int64)  # every page id, to copy runs from
+        self._ids2d = self._ids.reshape(L, k)
         self._opener = np.zeros(L + 1, dtype=np.int64)
         self._open_of = np.full(64, L, dtype=np.int64)
         self._mark = np.zeros(64, dtype=np.int64)  # scratch for the repeated-owner check
+        self._lp_mark = np.zeros(L, dtype=np.int64)  # scratch for the one-page-per-large-page check
         self._holes: dict[int, None] = {}
 
     @property
@@ -342,9 +344,10 @@ class SmallPageAllocator:
     def _fresh(self, keys: Pages, need: Pages, floor: int) -> Pages | None:
         """Carve need // k whole large pages per owner and, for need % k > 0, one more made its open page
         (their old ones are full); their pages in owner order. None, changing nothing, if that would leave
-        fewer than `floor` free large pages. Large pages that come off the pool as one ascending run (the
-        usual case: frees push them back lowest on top) give each owner one range of page ids, flagged and
-        copied by slices."""
+        fewer than `floor` free large pages. The flags are set row by row (an open page's first need % k
+        slots), and the pages are the flagged ids of those rows in order; large pages that come off the pool
+        as a few ascending runs (the usual case: frees push them back lowest on top) are sliced, not
+        gathered."""
         k = self.pages_per_large
         whole, rest = np.divmod(need, k)
         opened = rest > 0
@@ -353,23 +356,23 @@ class SmallPageAllocator:
         if self.pool.num_free - floor < count:
             return None
         lps = self.pool.pop(count)
-        last = ends[opened] - 1
-        first = int(lps[0])
-        if len(need) <= 64 and int(lps[-1]) - first == count - 1 and (lps[1:] > lps[:-1]).all():
-            parts, used, ids = [], self._used, self._ids
-            for start, n in zip(((ends - whole - opened + first) * k).tolist(), need.tolist(), strict=True):
-                used[start:start + n] = True
-                parts.append(ids[start:start + n])
-            pages = np.concatenate(parts)
+        opens, rest = lps[ends[opened] - 1], rest[opened]
+        runs = _ascending_runs(lps)
+        if runs is None:
+            self._used2d[lps] = True
+            self._used2d[opens] = self._fresh_row[::-1] < rest[:, None]  # slots 0 .. rest-1
+            pages: Pages = self._ids2d[lps][self._used2d[lps]]
+            self.pool.carver[lps] = self.type_index
+            self._nfree[lps] = 0
         else:
-            take = np.full(count, k, dtype=np.int64)
-            take[last] = rest[opened]
-            pages = _expand(lps * k, take)
-            self._used[pages] = True
-        opens = lps[last]
-        self.pool.carver[lps] = self.type_index
-        self._nfree[lps] = 0
-        self._nfree[opens] = k - rest[opened]
+            for run in runs:
+                self._used2d[run] = True
+                self.pool.carver[run] = self.type_index
+                self._nfree[run] = 0
+            self._used2d[opens] = self._fresh_row[::-1] < rest[:, None]
+            chunks = [self._ids2d[run][self._used2d[run]] for run in runs]
+            pages = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        self._nfree[opens] = k - rest
         self._stack[opens] = self._fresh_row
         self._set_open(keys[opened], opens)
         self.large_pages_carved += count
@@ -413,45 +416,56 @@ class SmallPageAllocator:
             self._open_of = np.concatenate([self._open_of, np.full(size - len(self._open_of), self.pool.total)])
             self._mark = np.zeros(size, dtype=np.int64)
 
-    def _distinct(self, keys: Pages) -> bool:
-        """Whether no owner is listed twice (scatter then gather back: a repeated one reads the later
-        index)."""
+    def _distinct(self, keys: Pages, scratch: Pages | None = None) -> bool:
+        """Whether no value of `keys` (owner keys, or large pages with `scratch` = `_lp_mark`) is listed twice:
+        scatter each one's index, gather back (a repeat reads a later one)."""
         if len(keys) < 2:
             return True
+        mark = self._mark if scratch is None else scratch
         idx = self._ids[:len(keys)] if len(keys) <= len(self._ids) else np.arange(len(keys))
-        self._mark[keys] = idx
-        return bool((self._mark[keys] == idx).all())
+        mark[keys] = idx
+        return bool((mark[keys] == idx).all())
 
     # ------------------------------------------------------------------------------------------ free
     def free(self, pages: Iterable[int] | Pages) -> int:
         """Free `pages`; returns how many large pages went back to the pool (pushed so the lowest is handed
-        out next). Raises ValueError, freeing nothing, if a page is not allocated or listed twice. Seven
-        array passes over the pages; the rest is per large page touched."""
+        out next). Raises ValueError, freeing nothing, if a page is not allocated or listed twice. A free of
+        one page per large page (a decode step, a window release) pushes each on its stack; a bulk free
+        counts pages per large page and rebuilds the stacks of those that stay carved. Array passes over
+        the pages only; the rest is per large page touched."""
         pages = as_pages(pages)
         if not len(pages):
             return 0
         k, used = self.pages_per_large, self._used
         lp = pages // k
-        lo = int(lp.min())
-        counts = np.bincount(lp - lo) if lo >= 0 else EMPTY
-        if lo < 0 or lo + len(counts) > self.pool.total or not used[pages].all():
+        if lp.min() < 0 or lp.max() >= self.pool.total or not used[pages].all():
             raise ValueError(f"{self.name}: page {_first_bad(pages, used)} is not allocated")
-        touched = np.flatnonzero(counts)
-        freed = counts[touched]
-        touched += lo
-        before = self._nfree[touched]
-        used[pages] = False
-        if np.count_nonzero(self._used2d[touched]) != k * len(touched) - int(before.sum()) - len(pages):
-            used[pages] = True  # fewer flags cleared than pages listed: a page listed twice
-            raise ValueError(f"{self.name}: page {_first_bad(pages, used)} freed twice in one call")
-        after = before + freed
+        if self._distinct(lp, self._lp_mark):
+            touched, before = lp, self._nfree[lp]
+            self._stack[lp, before] = pages - lp * k
+            used[pages] = False
+            after = before + 1
+            self._nfree[lp] = after
+        else:
+            lo = int(lp.min())
+            counts = np.bincount(lp - lo)
+            touched = np.flatnonzero(counts)
+            freed = counts[touched]
+            touched += lo
+            before = self._nfree[touched]
+            used[pages] = False
+            if np.count_nonzero(self._used2d[touched]) != k * len(touched) - int(before.sum()) - len(pages):
+                used[pages] = True  # fewer flags cleared than pages listed: a page listed twice
+                raise ValueError(f"{self.name}: page {_first_bad(pages, used)} freed twice in one call")
+            after = before + freed
+            stays = after < k
+            self._restack(touched[stays], after[stays])
         self.pages_used -= len(pages)
         self.pages_free_in_carved += len(pages)
         empty = after == k
         if empty.any():
             self._uncarve(touched[empty], before[empty])
-            touched, before, after = touched[~empty], before[~empty], after[~empty]
-        self._restack(touched, after)
+            touched, before = touched[~empty], before[~empty]
         holes = touched[(before == 0) & (self._opener[touched] == 0)]
         if len(holes):
             self._holes.update(dict.fromkeys(holes.tolist()))
@@ -520,6 +534,17 @@ class SmallPageAllocator:
         keys = np.flatnonzero(self._open_of != L)
         assert (opener[self._open_of[keys]] == keys).all(), f"{name}: open page vs owner"
         assert len(keys) == int((opener > 0).sum()), f"{name}: an open page without its owner"
+
+
+def _ascending_runs(lps: Pages, most: int = 16) -> list[slice] | None:
+    """`lps` as consecutive ascending runs (slices of large-page ids), or None if there are more than `most`.
+    Example: [4, 5, 6, 1, 2] -> [slice(4, 7), slice(1, 3)]."""
+    cuts = np.flatnonzero(lps[1:] != lps[:-1] + 1)
+    if len(cuts) >= most:
+        return None
+    bounds = [0, *(cuts + 1).tolist(), len(lps)]
+    starts = lps[bounds[:-1]].tolist()
+    return [slice(a, a + b - c) for a, b, c in zip(starts, bounds[1:], bounds[:-1], strict=True)]
 
 
 def _hole_ends(who: Pages, need: Pages, free: Pages) -> tuple[Pages, Pages]:
