@@ -142,7 +142,7 @@ class SmallPageAllocator:
     zero, so a gather through an owner without an open page reads 0):
       _used[p]        small page p is allocated (also as `_used2d[lp, slot]`)
       _nfree[lp]      free slots of lp while this type has it carved, else 0
-      _stack[lp, :_nfree[lp]]  those free slots (0..k-1); the last one is handed out next
+      _stack[lp, :_nfree[lp]]  the page ids of those free slots; the last one is handed out next
       _opener[lp]     owner + 1 of the owner whose open page lp is, 0 if none
       _open_of[o + 1] owner o's open large page, L if none (grows with the largest owner id seen)
     `_holes`: carved large pages with free slots that nobody has open, in the order they became holes.
@@ -162,7 +162,7 @@ class SmallPageAllocator:
         self._used2d = self._used.reshape(L, k)
         self._nfree = np.zeros(L + 1, dtype=np.int64)
         self._stack = np.zeros((L + 1, k), dtype=np.int64)
-        self._fresh_row = np.arange(k - 1, -1, -1, dtype=np.int64)  # a fresh large page's stack: 0 on top
+        self._fresh_row = np.arange(k - 1, -1, -1, dtype=np.int64)  # slots of a fresh stack: slot 0 on top
         self._ids = np.arange(L * k, dtype=np.int64)  # every page id, to copy runs from
         self._ids2d = self._ids.reshape(L, k)
         self._opener = np.zeros(L + 1, dtype=np.int64)
@@ -213,7 +213,7 @@ class SmallPageAllocator:
             nfree = self._nfree[lps]
             if nfree.all() or self._reopen(keys, lps, nfree):
                 nfree -= 1
-                pages: Pages = lps * self.pages_per_large + self._stack[lps, nfree]
+                pages: Pages = self._stack[lps, nfree]
                 self._used[pages] = True
                 self._nfree[lps] = nfree
                 self.pages_used += len(pages)
@@ -245,7 +245,7 @@ class SmallPageAllocator:
         lps = self.pool.pop(count)
         self.pool.carver[lps] = self.type_index
         self._nfree[lps] = self.pages_per_large
-        self._stack[lps] = self._fresh_row
+        self._stack[lps] = lps[:, None] * self.pages_per_large + self._fresh_row
         self.large_pages_carved += count
         self.pages_free_in_carved += count * self.pages_per_large
         return lps
@@ -373,7 +373,7 @@ class SmallPageAllocator:
             chunks = [self._ids2d[run][self._used2d[run]] for run in runs]
             pages = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
         self._nfree[opens] = k - rest
-        self._stack[opens] = self._fresh_row
+        self._stack[opens] = opens[:, None] * k + self._fresh_row
         self._set_open(keys[opened], opens)
         self.large_pages_carved += count
         self.pages_free_in_carved += k * count - len(pages)
@@ -385,7 +385,7 @@ class SmallPageAllocator:
         k, nfree = self.pages_per_large, self._nfree[rows]
         top = rows * k + nfree - 1  # index of each stack's top in the flattened stacks
         where = _expand(top, take, -1)
-        pages: Pages = where - where % k + self._stack.ravel()[where]
+        pages: Pages = self._stack.ravel()[where]
         self._used[pages] = True
         self._nfree[rows] = nfree - take
         self.pages_free_in_carved -= len(pages)
@@ -442,7 +442,7 @@ class SmallPageAllocator:
             raise ValueError(f"{self.name}: page {_first_bad(pages, used)} is not allocated")
         if self._distinct(lp, self._lp_mark):
             touched, before = lp, self._nfree[lp]
-            self._stack[lp, before] = pages - lp * k
+            self._stack[lp, before] = pages
             used[pages] = False
             after = before + 1
             self._nfree[lp] = after
@@ -475,7 +475,8 @@ class SmallPageAllocator:
         """Rebuild the stacks of large pages `lps` from their flags, lowest free slot on top (a stable sort of
         each row, slots downwards, puts the free ones first), and set their free counts to `nfree`."""
         k = self.pages_per_large
-        self._stack[lps] = k - 1 - np.argsort(self._used2d[lps][:, ::-1], axis=1, kind="stable")
+        slots = k - 1 - np.argsort(self._used2d[lps][:, ::-1], axis=1, kind="stable")
+        self._stack[lps] = lps[:, None] * k + slots
         self._nfree[lps] = nfree
 
     def _uncarve(self, lps: Pages, before: Pages) -> None:
@@ -524,9 +525,11 @@ class SmallPageAllocator:
         assert int(nfree.sum()) == self.pages_free_in_carved, f"{name}: free-in-carved count"
         rows = np.flatnonzero(carved)
         where = _expand(rows * k, nfree[rows])
-        listed = np.zeros((L, k), dtype=np.int64)
-        np.add.at(listed, (where // k, self._stack.ravel()[where]), 1)
-        assert (listed[rows] == ~self._used2d[rows]).all(), f"{name}: a stack is not its page's free slots"
+        ids = self._stack.ravel()[where]
+        assert (ids // k == where // k).all(), f"{name}: a stack lists a page of another large page"
+        listed = np.zeros(L * k, dtype=np.int64)
+        np.add.at(listed, ids, 1)
+        assert (listed == ~self._used & carved.repeat(k)).all(), f"{name}: a stack is not its page's free slots"
         opener = self._opener[:L]
         assert set(self._holes) == set(np.flatnonzero(carved & (nfree > 0) & (opener == 0)).tolist()), \
             f"{name}: holes"
