@@ -88,6 +88,14 @@ def as_pages(pages: Iterable[int] | Pages) -> Pages:
     return np.frombuffer(ids, dtype=np.int64) if len(ids) else EMPTY
 
 
+def all_distinct(values: Pages, scratch: Pages) -> bool:
+    """Whether no value is listed twice, with `scratch` (an int64 array indexable by every value): scatter each
+    one's position, gather back; a repeated value reads a later position. Four array steps."""
+    idx = np.arange(len(values))
+    scratch[values] = idx
+    return bool((scratch[values] == idx).all())
+
+
 def _expand(base: Pages, lengths: Pages, step: int = 1) -> Pages:
     """Runs base[i], base[i] + step, ... (lengths[i] values each), concatenated. Example: base [10, 20, 30],
     lengths [2, 0, 3] -> [10, 11, 30, 31, 32]; step -1 -> [10, 9, 30, 29, 28]. Four array steps."""
@@ -417,14 +425,8 @@ class SmallPageAllocator:
             self._mark = np.zeros(size, dtype=np.int64)
 
     def _distinct(self, keys: Pages, scratch: Pages | None = None) -> bool:
-        """Whether no value of `keys` (owner keys, or large pages with `scratch` = `_lp_mark`) is listed twice:
-        scatter each one's index, gather back (a repeat reads a later one)."""
-        if len(keys) < 2:
-            return True
-        mark = self._mark if scratch is None else scratch
-        idx = self._ids[:len(keys)] if len(keys) <= len(self._ids) else np.arange(len(keys))
-        mark[keys] = idx
-        return bool((mark[keys] == idx).all())
+        """Whether no owner key (or large page, with scratch `_lp_mark`) is listed twice (`all_distinct`)."""
+        return len(keys) < 2 or all_distinct(keys, self._mark if scratch is None else scratch)
 
     # ------------------------------------------------------------------------------------------ free
     def free(self, pages: Iterable[int] | Pages) -> int:

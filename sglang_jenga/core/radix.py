@@ -32,7 +32,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from .allocator import TwoLevelAllocator, as_pages
+from .allocator import TwoLevelAllocator, all_distinct, as_pages
 from .evictor import Evictor
 from .nodes import (
     EvictResult,
@@ -66,9 +66,9 @@ class TypedRadixTree:
         self.num_nodes = 0
         self._index = {n: i for i, n in enumerate(self.names)}
         self._roots: dict[Hashable, Node] = {}
-        # per type, one byte per small page: 1 while the tree holds it (no page cached twice)
+        # per type, one flag per small page: True while the tree holds it (no page cached twice)
         self._cached = [np.zeros(a.num_pages, dtype=np.bool_) for a in allocator.types]
-        self._scratch = [np.zeros(a.num_pages, dtype=np.int64) for a in allocator.types]  # for _distinct
+        self._scratch = [np.zeros(a.num_pages, dtype=np.int64) for a in allocator.types]  # for all_distinct
         self._clock = 0
         self._next_nid = 0
         self._pins: dict[Node, list[object | None]] = {}  # branch -> per type the top of its locked window
@@ -294,7 +294,7 @@ class TypedRadixTree:
             return
         used, cached, arr = self.allocator.types[t].used_flags, self._cached[t], as_pages(pages)
         if not (arr.min() >= 0 and arr.max() < len(cached) and used[arr].all() and not cached[arr].any()
-                and _distinct(arr, self._scratch[t])):
+                and all_distinct(arr, self._scratch[t])):
             raise ValueError(f"{self.names[t]}: a page is negative, unallocated, repeated or cached elsewhere")
         if claim:
             cached[arr] = True
@@ -619,13 +619,6 @@ class TypedRadixTree:
         from .integrity import check_tree
 
         check_tree(self, held)
-
-
-def _distinct(pages: npt.NDArray[np.int64], scratch: npt.NDArray[np.int64]) -> bool:
-    """Whether no page is listed twice: scatter each one's index, gather back (a repeat reads a later one)."""
-    idx = np.arange(len(pages))
-    scratch[pages] = idx
-    return bool((scratch[pages] == idx).all())
 
 
 def _set_flags(flags: npt.NDArray[np.bool_], pages: Sequence[int | None], value: bool) -> None:
