@@ -440,16 +440,17 @@ class SmallPageAllocator:
             return 0
         k, used = self.pages_per_large, self._used
         lp = pages // k
-        if lp.min() < 0 or lp.max() >= self.pool.total or not used[pages].all():
+        lo = int(lp.min())
+        if lo < 0 or lp.max() >= self.pool.total or not used[pages].all():
             raise ValueError(f"{self.name}: page {_first_bad(pages, used)} is not allocated")
-        if self._distinct(lp, self._lp_mark):
+        # one page per large page? (not asked when the first two share one, as a request's bulk free does)
+        if (len(lp) < 2 or lp[0] != lp[1]) and self._distinct(lp, self._lp_mark):
             touched, before = lp, self._nfree[lp]
             self._stack[lp, before] = pages
             used[pages] = False
             after = before + 1
             self._nfree[lp] = after
         else:
-            lo = int(lp.min())
             counts = np.bincount(lp - lo)
             touched = np.flatnonzero(counts)
             freed = counts[touched]
