@@ -27,6 +27,7 @@ and the radix cache backend "jenga" (adapter/tree_cache.py).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 from sglang_jenga.adapter import compat, timing
 
 NAME = "jenga"
+logger = logging.getLogger(__name__)
 # Test aid: sglang's --load-format dummy draws weights from [-1e-3, 1e-3], which makes a tiny model's
 # next-token distribution exactly uniform (every logit rounds to the same bf16 value), so outputs do
 # not depend on the KV cache at all. With this variable set to r, dummy weights come from [-r, r]
@@ -178,9 +180,13 @@ def _add_stats(result: Any, controller: Any, state: dict[str, Any]) -> None:
         state["scheduler_timing"] = timing.snapshot()
     jenga = getattr(scheduler.token_to_kv_pool_allocator, "jenga", None)
     if jenga is not None:
-        from sglang_jenga.adapter.stats import jenga_stats
+        from sglang_jenga.adapter.compat import parallel_ranks
+        from sglang_jenga.adapter.stats import decisions_digest, jenga_stats
 
-        state[NAME] = jenga_stats(jenga, scheduler.tree_cache)
+        state[NAME] = stats = jenga_stats(jenga, scheduler.tree_cache)
+        # Every TP rank answers the request, only rank 0's answer is returned: the log shows the others'.
+        tp_rank, dp_rank = parallel_ranks()
+        logger.info("jenga decisions tp_rank=%d dp_rank=%d digest=%s", tp_rank, dp_rank, decisions_digest(stats))
 
 
 def _dummy_weights(original: Any, model: Any, low: float = -1e-3, high: float = 1e-3, seed: int = 1234) -> Any:

@@ -156,6 +156,14 @@ def parallel_sizes() -> tuple[int, int]:
     return p.attn_tp_size, p.attn_dcp_size
 
 
+def parallel_ranks() -> tuple[int, int]:
+    """(TP rank, DP rank) of this process (DP rank 0 without data parallelism)."""
+    from sglang.srt.runtime_context import get_parallel
+
+    p = get_parallel()
+    return p.tp_rank, p.dp_rank or 0
+
+
 def schedule_args() -> tuple[int | None, float]:
     """(--max-total-tokens, --swa-full-tokens-ratio) as resolved in this process."""
     from sglang.srt.runtime_context import get_schedule

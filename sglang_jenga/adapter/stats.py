@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from sglang_jenga.adapter.buffer import JengaBuffer
@@ -39,3 +41,13 @@ def jenga_stats(jenga: JengaBuffer, tree_cache: Any) -> dict[str, Any]:
         "bytes_wasted": stats.bytes_wasted,
         "types": types,
     }
+
+
+def decisions_digest(stats: dict[str, Any]) -> str:
+    """A digest of what jenga decided, independent of byte sizes: large pages free and, per type, pages used,
+    cached, evicted, free in carved large pages and large pages carved. Ranks of one tensor-parallel group
+    run the same scheduler steps, so their digests must be equal at the same step. 12 hex digits."""
+    keys = ("pages_used", "pages_cached", "pages_evicted", "pages_free_in_carved", "large_pages_carved")
+    decided = [stats["large_pages_total"], stats["large_pages_free"],
+               {name: [t[k] for k in keys] for name, t in sorted(stats["types"].items())}]
+    return hashlib.sha256(json.dumps(decided).encode()).hexdigest()[:12]

@@ -47,11 +47,13 @@ class Pair(NamedTuple):
 
 
 @contextmanager
-def started_pair(model_path: Path, *args: str, max_total_tokens: int = 4096) -> Iterator[Pair]:
+def started_pair(model_path: Path, *args: str, max_total_tokens: int = 4096,
+                 env: dict[str, str] | None = None) -> Iterator[Pair]:
     """The default manager and jenga on the same model and flags, started side by side (each on its own
-    CPU core); both are stopped on exit, also when starting one of them failed."""
-    pair = Pair(server(model_path, *args, max_total_tokens=max_total_tokens, core=0),
-                server(model_path, *args, *JENGA, max_total_tokens=max_total_tokens, core=1))
+    CPU core unless `env` binds them otherwise); both are stopped on exit, also when starting one of them
+    failed."""
+    pair = Pair(server(model_path, *args, max_total_tokens=max_total_tokens, core=0, env=env),
+                server(model_path, *args, *JENGA, max_total_tokens=max_total_tokens, core=1, env=env))
     start_all(list(pair))
     try:
         yield pair
