@@ -1,37 +1,33 @@
 """Microbenchmark: Jenga core vs sglang 0.5.23's allocator and radix cache, same operations, same run.
 
-Model: a full-attention + sliding-window hybrid (window 1024 tokens), as sglang's SWATokenToKVPoolAllocator +
-UnifiedRadixCache(FULL, SWA) serve it; the Jenga side uses Gemma-3-27B's real layout (at P = 1 a large page =
-26 full or 5 sliding-window pages). Both pools hold 262,144 tokens per type. Every op runs at P = 1 and at
-P = 16 tokens per page (Jenga: `plan_layout(model, 16)`; sglang: the same classes at page_size 16, whose
-halves are PagedTokenToKVPoolAllocators driven through alloc_extend / alloc_decode, as the scheduler does).
+Model: a full-attention + sliding-window hybrid (window 1024 tokens), one token per page (P=1), as sglang's
+SWATokenToKVPoolAllocator + UnifiedRadixCache(FULL, SWA) serve it; the Jenga side uses Gemma-3-27B's real
+layout (a large page = 26 full or 5 sliding-window pages). Both pools hold 262,144 tokens per type.
 
-  alloc_prefill   16 requests x 512 tokens, both types (sglang: one alloc / alloc_extend for the batch;
-                  Jenga: one alloc_many per type, each request's pages placed together)
-  free_prefill    free those 8,192 tokens (one free per type)
-  alloc_decode    one token for each of 256 running requests (sglang: alloc(256) / alloc_decode; Jenga:
-                  alloc_each per type for the requests whose token starts a new page: all of them at P = 1);
-                  freed again after each timing. Request i holds 37 + i % 16 tokens, so at P = 16 the
-                  requests cross page boundaries at different steps, as in a real batch
-  decode_16_steps 16 such steps in a row (not freed in between): requests fill their open pages and open new
-                  ones at the rate a real decode does
-  release_window  each of 256 requests frees one sliding-window page that left its window (sglang: free_swa
-                  of its slots)
+  alloc_prefill   16 requests x 512 tokens, both types (sglang: one alloc(8192); Jenga: per-request
+                  request-aware allocs, 2 types)
+  free_prefill    free those 8,192 tokens
+  alloc_decode    one token for each of 256 running requests that hold 37 prompt tokens each (sglang:
+                  alloc(256); Jenga: alloc_each x 2 types); freed again after each timing, so every request
+                  still has a free slot in its open large page
+  decode_16_steps 16 such steps in a row (not freed in between): every request fills its open large pages
+                  and opens new ones (sliding window every 5 tokens, full attention every 26) at the rate a
+                  real decode does
+  release_window  each of 256 requests frees one sliding-window page that left its window (sglang: free_swa)
   match           a 4,100-token prompt against a tree of 32 cached 4,096-token sequences (shared 512-token
-                  prefix; ~115k tokens per type), hitting 4,096 tokens, and the pages of the hit (sglang:
+                  prefix; ~115k pages per type), hitting 4,096 tokens, and the pages of the hit (sglang:
                   match_prefix + path_device_indices, what the scheduler needs for req_to_token)
-  insert          a new 4,096-token sequence sharing the 512-token prefix (3,584 new tokens per type); the
+  insert          a new 4,096-token sequence sharing the 512-token prefix (3,584 new pages per type); the
                   match and allocation before it are not timed
   evict           evict the least recently used 3,584-token leaf (both types)
 
-Owner ids: the running requests are 0..255, the prefills 256..271, the tree's sequences 4096 + i (each request
-its own id, as in an engine; owner ids index an array in the allocator). Each op is timed `--reps` times per
-round, 3 rounds (setup outside the timer), Jenga and sglang interleaved; the median is reported in
-microseconds. Both sides run single-threaded on the CPU (torch.set_num_threads(1)): here sglang's allocator
-does its bookkeeping with CPU tensor ops, where a GPU run would launch kernels. sglang's tree core is its
-default (a Rust core in 0.5.23); `--sglang-tree-core python` selects its Python core. Prints one table (both
-P) and, with `--json OUT`, writes {"P1": {"ops": {NAME: {"jenga_us", "sglang_us", "ratio"}}, "workload": {...}},
-"P16": ...}. Runs in ~1 min on 2 cores.
+Owner ids: the running requests are 0..255, the prefills 256..271, the tree's sequences 2^20 + i (each request
+its own id, as in an engine). Each op is timed `--reps` times per round, 3 rounds (setup outside the timer),
+Jenga and sglang interleaved; the median is reported in microseconds. Both sides run single-threaded on the CPU
+(torch.set_num_threads(1)): here sglang's allocator does its bookkeeping with CPU tensor ops, where a GPU run
+would launch kernels. sglang's tree core is its default (a Rust core in 0.5.23); `--sglang-tree-core python`
+selects its Python core. Prints a table and, with `--json OUT`, writes
+{"ops": {NAME: {"jenga_us", "sglang_us", "ratio"}}, "workload": {...}}. Runs in ~15 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -45,10 +41,7 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from sglang_jenga.core import MODELS, TwoLevelAllocator, TypedRadixTree, plan_layout
-from sglang_jenga.core.allocator import Pages
 
 WINDOW = 1024
 POOL_TOKENS = 1 << 18
@@ -58,8 +51,7 @@ PREFILL_REQS, PREFILL_TOKENS = 16, 512
 SEQ, SHARED, TREE_SEQS = 4096, 512, 32
 # Owner ids: running requests 0..BATCH-1, prefills after them, tree sequences from SEQ_OWNER: a request's id
 # is its own (reusing a running request's id would close that request's open large pages).
-SEQ_OWNER = 1 << 12
-RUNNING = 37 + np.arange(BATCH) % 16  # tokens each running request holds
+SEQ_OWNER = 1 << 20
 
 
 def _seq(i: int) -> list[int]:
@@ -72,152 +64,100 @@ def _median_us(samples: list[float]) -> float:
 
 
 class JengaSide:
-    """The Jenga core with Gemma-3-27B's layout at P tokens per page. Decode state: each running request's
-    token count (`lens`), advanced by alloc_decode and rolled back by free_decode."""
+    """The Jenga core with Gemma-3-27B's layout at P=1."""
 
-    def __init__(self, P: int) -> None:
-        self.P = P
-        self.layout = plan_layout(MODELS["gemma-3-27b"], P)
+    def __init__(self) -> None:
+        self.layout = plan_layout(MODELS["gemma-3-27b"], 1)
         per_large = {t.name: t.pages_per_large for t in self.layout.types}
-        num_large = sum(-(-(POOL_TOKENS // P) // k) for k in per_large.values())
+        num_large = sum(-(-POOL_TOKENS // k) for k in per_large.values())
         self.alloc = TwoLevelAllocator(self.layout, num_large)
         self.tree = TypedRadixTree(self.alloc)
         self.full, self.swa = self.alloc.of("full"), self.alloc.of("swa")
-        self.owners = np.arange(BATCH)
-        self.lens = RUNNING.copy()
-        pages = -(-self.lens // P)
-        self.running = [a.alloc_many(pages, self.owners) for a in (self.full, self.swa)]
-        self.prefill_owners = np.arange(BATCH, BATCH + PREFILL_REQS)
-        self.prefill_counts = np.full(PREFILL_REQS, PREFILL_TOKENS // P)
-        self.leaf_bytes = (SEQ - SHARED) // P * sum(t.page_bytes for t in self.layout.types)
+        self.owners = list(range(BATCH))
+        self.running = [(self.full.alloc(37, o), self.swa.alloc(37, o)) for o in self.owners]
+        self.leaf_bytes = (SEQ - SHARED) * sum(t.page_bytes for t in self.layout.types)
 
-    def alloc_prefill(self) -> tuple[Pages, Pages]:
-        return (self.full.alloc_many(self.prefill_counts, self.prefill_owners),
-                self.swa.alloc_many(self.prefill_counts, self.prefill_owners))
+    def alloc_prefill(self) -> list[tuple[list[int], list[int]]]:
+        return [(self.full.alloc(PREFILL_TOKENS, o), self.swa.alloc(PREFILL_TOKENS, o))
+                for o in range(BATCH, BATCH + PREFILL_REQS)]
 
-    def free_prefill(self, pages: tuple[Pages, Pages]) -> None:
-        self.full.free(pages[0])
-        self.swa.free(pages[1])
+    def free_prefill(self, pages: list[tuple[list[int], list[int]]]) -> None:
+        for f, s in pages:
+            self.full.free(f)
+            self.swa.free(s)
 
-    def alloc_decode(self) -> tuple[Pages, Pages]:
-        owners = self.owners if self.P == 1 else self.owners[self.lens % self.P == 0]
-        self.lens += 1
-        return self.full.alloc_each(owners), self.swa.alloc_each(owners)
-
-    def free_decode(self, pages: tuple[Pages, Pages]) -> None:
-        """Undo the latest alloc_decode step."""
-        self.lens -= 1
-        self.full.free(pages[0])
-        self.swa.free(pages[1])
-
-    def window_pages(self) -> tuple[Pages, Pages]:
-        """A page of each type for every running request (release_window's setup)."""
+    def alloc_decode(self) -> tuple[list[int], list[int]]:
         return self.full.alloc_each(self.owners), self.swa.alloc_each(self.owners)
 
-    def release_window(self, pages: tuple[Pages, Pages]) -> None:
+    def free_decode(self, pages: tuple[list[int], list[int]]) -> None:
+        self.full.free(pages[0])
         self.swa.free(pages[1])
 
-    def free_full(self, pages: tuple[Pages, Pages]) -> None:
-        self.full.free(pages[0])
+    def release_window(self, pages: tuple[list[int], list[int]]) -> None:
+        self.swa.free(pages[1])
 
     def prepare_insert(self, i: int) -> tuple[list[int], dict[str, list[int | None]]]:
         seq = _seq(i)
-        hit = self.tree.match(seq).hit_tokens // self.P
-        n = len(seq) // self.P - hit
+        hit = self.tree.match(seq).hit_tokens
+        n = len(seq) - hit
         owner = SEQ_OWNER + i  # a request of its own, not one of the running ones
         pages = {"full": self.full.alloc(n, owner), "swa": self.swa.alloc(n, owner)}
         self.alloc.close_owner(owner)
-        return seq, {name: [None] * hit + p.tolist() for name, p in pages.items()}
+        return seq, {name: [None] * hit + p for name, p in pages.items()}
 
     def insert(self, prepared: tuple[list[int], dict[str, list[int | None]]]) -> None:
         self.tree.insert(*prepared)
 
     def match(self, i: int) -> int:
         hit = self.tree.match(_seq(i) + [1, 2, 3, 4])
-        return len(hit.pages["full"].pages) * self.P
+        return len(hit.pages["full"].pages)
 
     def evict_leaf(self) -> int:
         return self.tree.evict(self.leaf_bytes).bytes_freed
 
 
 class SglangSide:
-    """sglang's SWATokenToKVPoolAllocator and UnifiedRadixCache(FULL, SWA) on CPU at page_size P, as its own
-    unit tests build them (sglang/test/kits/unified_radix_cache/fixtures.py; construction in
-    sgl_build.build_swa). At P > 1 allocation goes through alloc_extend / alloc_decode with the requests'
-    lengths and last slots, as sglang's alloc_for_extend / alloc_for_decode call them."""
+    """sglang's SWATokenToKVPoolAllocator and UnifiedRadixCache(FULL, SWA) on CPU, as its own unit tests
+    build them (sglang/test/kits/unified_radix_cache/fixtures.py; construction in sgl_build.build_swa)."""
 
-    def __init__(self, tree_core: str | None, P: int) -> None:
+    def __init__(self, tree_core: str | None) -> None:
         import torch
         from sglang.srt.mem_cache.base_prefix_cache import EvictParams, InsertParams, MatchPrefixParams
         from sglang.srt.mem_cache.radix_cache import RadixKey
 
         from .sgl_build import build_swa
 
-        pools = build_swa(POOL_TOKENS, POOL_TOKENS, WINDOW, BATCH, SEQ + 8, tree_core, head_dim=8, page_size=P)
-        self.P, self.torch, self.RadixKey = P, torch, RadixKey
+        pools = build_swa(POOL_TOKENS, POOL_TOKENS, WINDOW, BATCH, SEQ + 8, tree_core, head_dim=8)
+        self.torch, self.RadixKey = torch, RadixKey
         self.EvictParams, self.InsertParams = EvictParams, InsertParams
         self.MatchPrefixParams = MatchPrefixParams
         self.alloc, self.cache = pools.allocator, pools.cache
         self.tree_core = type(self.cache.tree_core).__name__
-        self.lens = torch.tensor(RUNNING, dtype=torch.int64)
-        running = self._extend(torch.zeros(BATCH, dtype=torch.int64), self.lens.clone(),
-                               torch.full((BATCH,), -1, dtype=torch.int64))
-        self.last_loc = running[self.lens.cumsum(0) - 1]
-        self.prefill = (torch.zeros(PREFILL_REQS, dtype=torch.int64),
-                        torch.full((PREFILL_REQS,), PREFILL_TOKENS, dtype=torch.int64),
-                        torch.full((PREFILL_REQS,), -1, dtype=torch.int64))
-
-    def _extend(self, prefix: Any, seq: Any, last_loc: Any) -> Any:
-        n = int((seq - prefix).sum())
-        if self.P == 1:
-            return self.alloc.alloc(n)
-        return self.alloc.alloc_extend(prefix, prefix, seq, seq, last_loc, n)
-
-    def _new_pages(self, slots: Any) -> Any:
-        """The slots of `slots` that opened a page (what freeing them gives back)."""
-        return slots if self.P == 1 else slots[slots % self.P == 0]
+        self.running = self.alloc.alloc(BATCH * 37)
 
     def _key(self, tokens: list[int]) -> Any:
         return self.RadixKey(array("q", tokens))
 
     def alloc_prefill(self) -> Any:
-        return self._extend(*self.prefill)
+        return self.alloc.alloc(PREFILL_REQS * PREFILL_TOKENS)
 
     def free_prefill(self, pages: Any) -> None:
         self.alloc.free(pages)
 
     def alloc_decode(self) -> Any:
-        self.lens += 1
-        out = self.alloc.alloc(BATCH) if self.P == 1 else self.alloc.alloc_decode(self.lens, self.lens,
-                                                                                  self.last_loc)
-        prev, self.last_loc = self.last_loc, out
-        return out, prev
+        return self.alloc.alloc(BATCH)
 
-    def free_decode(self, step: tuple[Any, Any]) -> None:
-        """Undo the latest alloc_decode step."""
-        out, self.last_loc = step
-        self.lens -= 1
-        self.alloc.free(self._new_pages(out))
-
-    def window_pages(self) -> Any:
-        """One page's slots for each running request (release_window's setup)."""
-        zeros = self.torch.zeros(BATCH, dtype=self.torch.int64)
-        return self._extend(zeros, zeros + self.P, zeros - 1)
+    def free_decode(self, pages: Any) -> None:
+        self.alloc.free(pages)
 
     def release_window(self, pages: Any) -> None:
         self.alloc.free_swa(pages)
-
-    def free_full(self, pages: Any) -> None:
-        self.alloc.free_full(pages)
 
     def prepare_insert(self, i: int) -> tuple[list[int], Any]:
         seq = _seq(i)
         hit = self.cache.match_prefix(self.MatchPrefixParams(key=self._key(seq)))
         cached = self.cache.path_device_indices(hit.last_device_node)[:hit.device_prefix_len]
-        t = self.torch.tensor
-        last = cached[-1:] if len(cached) else t([-1])
-        new = self._extend(t([hit.device_prefix_len]), t([len(seq)]), last.to(self.torch.int64))
-        return seq, self.torch.cat([cached, new])
+        return seq, self.torch.cat([cached, self.alloc.alloc(len(seq) - hit.device_prefix_len)])
 
     def insert(self, prepared: tuple[list[int], Any]) -> None:
         seq, value = prepared
@@ -267,8 +207,8 @@ def _ops(side: Any, reps: int, counter: list[int]) -> dict[str, list[float]]:
         ("free_prefill", side.alloc_prefill, side.free_prefill, ignore),
         ("alloc_decode", nothing, lambda _: side.alloc_decode(), lambda _, p: side.free_decode(p)),
         ("decode_16_steps", nothing, lambda _: [side.alloc_decode() for _ in range(DECODE_STEPS)],
-         lambda _, steps: [side.free_decode(p) for p in reversed(steps)]),
-        ("release_window", side.window_pages, side.release_window, lambda p, _: side.free_full(p)),
+         lambda _, steps: [side.free_decode(p) for p in steps]),
+        ("release_window", side.alloc_decode, side.release_window, lambda p, _: _free_full(side, p)),
         ("match", nothing, lambda _: side.match(counter[0]), ignore),
         ("insert", lambda: side.prepare_insert(next_seq()), side.insert, ignore),
     ]
@@ -279,11 +219,18 @@ def _ops(side: Any, reps: int, counter: list[int]) -> dict[str, list[float]]:
     return res
 
 
-def run_at(P: int, reps: int, sglang_tree_core: str | None) -> dict[str, Any]:
-    """Build both sides at P tokens per page, fill both trees with TREE_SEQS sequences, time every op,
-    return the report."""
+def _free_full(side: Any, pages: Any) -> None:
+    """After release_window freed the sliding-window half of a decode step, free the full-attention half."""
+    if isinstance(side, JengaSide):
+        side.full.free(pages[0])
+    else:
+        side.alloc.free_full(pages)
+
+
+def run(reps: int, sglang_tree_core: str | None) -> dict[str, Any]:
+    """Build both sides, fill both trees with TREE_SEQS sequences, time every op, return the report."""
     t0 = time.perf_counter()
-    jenga, sgl = JengaSide(P), SglangSide(sglang_tree_core, P)
+    jenga, sgl = JengaSide(), SglangSide(sglang_tree_core)
     for side in (jenga, sgl):
         for i in range(TREE_SEQS):
             side.insert(side.prepare_insert(i))
@@ -302,8 +249,8 @@ def run_at(P: int, reps: int, sglang_tree_core: str | None) -> dict[str, Any]:
     for op in timings["jenga"]:
         j, s = _median_us(timings["jenga"][op]), _median_us(timings["sglang"][op])
         ops[op] = {"jenga_us": round(j, 2), "sglang_us": round(s, 2), "ratio": round(j / s, 3)}
-    workload = {"tokens_per_page": P, "window": WINDOW, "pool_tokens_per_type": POOL_TOKENS,
-                "decode_batch": BATCH, "decode_steps": DECODE_STEPS, "prefill": f"{PREFILL_REQS}x{PREFILL_TOKENS}",
+    workload = {"window": WINDOW, "pool_tokens_per_type": POOL_TOKENS, "decode_batch": BATCH,
+                "decode_steps": DECODE_STEPS, "prefill": f"{PREFILL_REQS}x{PREFILL_TOKENS}",
                 "tree": f"{TREE_SEQS}x{SEQ} (shared {SHARED})",
                 "cached_pages_per_type": jenga.tree.stats().cached_pages["full"], "reps": 3 * reps,
                 "sglang_tree_core": sgl.tree_core, "torch_threads": 1,
@@ -311,20 +258,11 @@ def run_at(P: int, reps: int, sglang_tree_core: str | None) -> dict[str, Any]:
     return {"ops": ops, "workload": workload}
 
 
-def run(reps: int, sglang_tree_core: str | None, sizes: tuple[int, ...] = (1, 16)) -> dict[str, Any]:
-    """`run_at` for each page size, keyed "P1", "P16"."""
-    return {f"P{P}": run_at(P, reps, sglang_tree_core) for P in sizes}
-
-
 def _table(report: dict[str, Any]) -> str:
-    sizes = list(report)
-    lines = [f"{'op':<16}" + "".join(f"{f'{P} jenga us':>14}{'sglang us':>11}{'ratio':>7}" for P in sizes)]
-    for op in report[sizes[0]]["ops"]:
-        row = [report[P]["ops"][op] for P in sizes]
-        lines.append(f"{op:<16}" + "".join(f"{r['jenga_us']:>14.1f}{r['sglang_us']:>11.1f}{r['ratio']:>7.2f}"
-                                           for r in row))
-    for P in sizes:
-        lines.append(f"{P}: " + ", ".join(f"{k}={v}" for k, v in report[P]["workload"].items()))
+    lines = [f"{'op':<16}{'jenga us':>12}{'sglang us':>12}{'ratio':>8}"]
+    for op, r in report["ops"].items():
+        lines.append(f"{op:<16}{r['jenga_us']:>12.1f}{r['sglang_us']:>12.1f}{r['ratio']:>8.2f}")
+    lines.append(", ".join(f"{k}={v}" for k, v in report["workload"].items()))
     return "\n".join(lines)
 
 
@@ -334,9 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=10, help="timings per op per round (3 rounds)")
     parser.add_argument("--sglang-tree-core", choices=["python", "rust"], default=None,
                         help="sglang's UnifiedRadixCache tree core (default: sglang's own default)")
-    parser.add_argument("--page-sizes", type=int, nargs="+", default=[1, 16], help="tokens per page to run")
     args = parser.parse_args(argv)
-    report = run(args.reps, args.sglang_tree_core, tuple(args.page_sizes))
+    report = run(args.reps, args.sglang_tree_core)
     print(_table(report))
     if args.json:
         with open(args.json, "w") as f:

@@ -1,41 +1,30 @@
 """Two-level allocator: a common pool of large pages, carved by per-type small-page allocators.
 
-Level 1 (`LargePagePool`): large pages 0..N-1, a LIFO stack of free ones. Level 2 (`SmallPageAllocator`, one per
-type): a type carves a free large page into `pages_per_large` = k small pages (ids `lp*k .. lp*k+k-1`, see
-layout.py) and hands the large page back to the pool the moment its last small page is freed.
+Level 1 (`LargePagePool`): large pages 0..N-1, a LIFO free list. Level 2 (`SmallPageAllocator`, one per type):
+a type carves a free large page into `pages_per_large` small pages (ids `lp*k .. lp*k+k-1`, see layout.py) and
+hands the large page back to the pool the moment its last small page is freed.
 
 Request-aware placement: each owner (request id) has an *open* large page per type and takes its pages from
-there first. When that is full, the owner takes *holes* (free slots of carved large pages nobody has open, in the
-order they appeared; its last one becomes its open page), else whole fresh large pages for each k pages it
-still needs and one more, made its open page, for the rest. Under memory pressure (at most `low_water` free
-large pages, default 1/64 of the pool) it takes free slots of other owners' open pages before carving, so
-reserved tails do not strand memory. A request's pages of one type thus sit together and tend to free whole
-large pages at once. Inside a large page the free slots form a stack: a fresh one hands out slots 0, 1, ...;
-a freed slot goes on top (handed out next).
-
-State is numpy arrays, so every operation is a fixed number of vectorised steps however many pages or owners
-it covers: a flag per small page, a free-slot stack and count, carver and opener per large page, an open large
-page per owner (indexed by owner id: owners are small integers >= -1, request ids or rows). A batch for many owners
-(a prefill batch, a decode step) is one call, `alloc_many` / `alloc_each`, that runs the steps above for all
-owners at once. Page ids go in and out as int64 arrays. `free`, `alloc_many` and `alloc_each` are atomic: an
-`OutOfPagesError` or `ValueError` leaves the state untouched.
+there first. When it is full, the owner adopts another large page as its open page: one that already has free
+slots (holes left by freed pages; filling them first keeps fragmentation low), else a freshly carved one.
+Under memory pressure (at most `low_water` free large pages, default 1/64 of the pool) it takes free slots of
+other owners' open pages before carving, so reserved tails do not strand memory. A request's pages of one type
+thus sit together and tend to free whole large pages at once. Cost: O(1) amortised per page (carving k slots
+is paid once per k pages); no scan over all pages. The per-page work runs in C where it can: a decode step is
+one gather and one pop per owner (`map`/`itemgetter`), whole large pages go out and come back by bytearray and
+list slices, validation is a gather of flags. `free` and `alloc` are atomic: an `OutOfPagesError` or
+`ValueError` leaves the state untouched.
 """
 
 from __future__ import annotations
 
-from array import array
-from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import accumulate, islice
-from typing import NamedTuple
-
-import numpy as np
-import numpy.typing as npt
+from itertools import compress, islice, repeat
+from operator import floordiv, itemgetter, not_
+from typing import NamedTuple, cast
 
 from .layout import Layout, TypeLayout
-
-Pages = npt.NDArray[np.int64]
-EMPTY: Pages = np.empty(0, dtype=np.int64)
 
 
 class OutOfPagesError(MemoryError):
@@ -77,36 +66,8 @@ class AllocatorStats(NamedTuple):
         return self.bytes_wasted / self.bytes_total if self.bytes_total else 0.0
 
 
-def as_pages(pages: Iterable[int] | Pages) -> Pages:
-    """Page ids as an int64 array (no copy if they already are one; a list goes through `array`, the fastest
-    route from Python ints)."""
-    if type(pages) is np.ndarray and pages.dtype == np.int64:
-        return pages
-    if isinstance(pages, np.ndarray):
-        return pages.astype(np.int64, copy=False)
-    ids = array("q", pages)
-    return np.frombuffer(ids, dtype=np.int64) if len(ids) else EMPTY
-
-
-def all_distinct(values: Pages, scratch: Pages) -> bool:
-    """Whether no value is listed twice, with `scratch` (an int64 array indexable by every value): scatter each
-    one's position, gather back; a repeated value reads a later position. Four array steps."""
-    idx = np.arange(len(values))
-    scratch[values] = idx
-    return bool((scratch[values] == idx).all())
-
-
-def _expand(base: Pages, lengths: Pages, step: int = 1) -> Pages:
-    """Runs base[i], base[i] + step, ... (lengths[i] values each), concatenated. Example: base [10, 20, 30],
-    lengths [2, 0, 3] -> [10, 11, 30, 31, 32]; step -1 -> [10, 9, 30, 29, 28]. Four array steps."""
-    ends = np.cumsum(lengths)
-    out: Pages = np.repeat(base - step * (ends - lengths), lengths) + step * np.arange(ends[-1] if len(ends) else 0)
-    return out
-
-
 class LargePagePool:
-    """The common pool: a LIFO stack of free large pages and `carver[lp]`, the index of the type that carved
-    `lp` (-1 while it is free).
+    """The common pool. `carver[lp]` is the index of the type that carved `lp`, None while it is free.
 
     `low_water`: while at most this many large pages are free, owners fill other owners' open large pages
     before carving new ones (request-aware placement yields to memory pressure).
@@ -117,43 +78,24 @@ class LargePagePool:
             raise ValueError("num_large_pages and low_water must be >= 0")
         self.total = num_large_pages
         self.low_water = low_water
-        self._stack = np.arange(num_large_pages - 1, -1, -1, dtype=np.int64)  # [:num_free], top last
-        self.num_free = num_large_pages
-        self.carver = np.full(num_large_pages, -1, dtype=np.int64)
-
-    @property
-    def free(self) -> list[int]:
-        """The free large pages, bottom of the stack first (the last one is handed out next). A copy."""
-        return self._stack[:self.num_free].tolist()  # type: ignore[no-any-return]
-
-    def pop(self, count: int) -> Pages:
-        """Take `count` free large pages, the top of the stack first (caller checked there are enough)."""
-        self.num_free -= count
-        return self._stack[self.num_free:self.num_free + count][::-1].copy()
-
-    def push(self, lps: Pages) -> None:
-        """Give back large pages; the last one is handed out next."""
-        self._stack[self.num_free:self.num_free + len(lps)] = lps
-        self.num_free += len(lps)
+        self.free: list[int] = list(range(num_large_pages - 1, -1, -1))
+        self.carver: list[int | None] = [None] * num_large_pages
 
     def check_integrity(self, num_types: int) -> None:
-        free = self._stack[:self.num_free]
-        assert len(np.unique(free)) == self.num_free, "large page on the free list twice"
-        assert ((self.carver == -1) == np.isin(np.arange(self.total), free)).all(), "carver vs free list"
-        assert ((self.carver >= -1) & (self.carver < num_types)).all()
+        free = set(self.free)
+        assert len(free) == len(self.free), "large page on the free list twice"
+        for lp, t in enumerate(self.carver):
+            assert (t is None) == (lp in free), f"large page {lp}: carver {t} vs free list"
+            assert t is None or 0 <= t < num_types
 
 
 class SmallPageAllocator:
-    """Small pages of one type. Mutated only through `alloc*`, `free`, `close_owner`.
+    """Small pages of one type. Mutated only through `alloc`, `alloc_each`, `free`, `close_owner`.
 
-    Arrays (L large pages, k small pages each; index L of the per-large-page arrays is "no page" and stays
-    zero, so a gather through an owner without an open page reads 0):
-      _used[p]        small page p is allocated (also as `_used2d[lp, slot]`)
-      _nfree[lp]      free slots of lp while this type has it carved, else 0
-      _stack[lp, :_nfree[lp]]  the page ids of those free slots; the last one is handed out next
-      _opener[lp]     owner + 1 of the owner whose open page lp is, 0 if none
-      _open_of[o + 1] owner o's open large page, L if none (grows with the largest owner id seen)
-    `_holes`: carved large pages with free slots that nobody has open, in the order they became holes.
+    Bookkeeping: `_free_in[lp]` is the free-slot stack of carved large page `lp` (pop = next handed out); it
+    exists exactly for carved large pages that have free slots or are some owner's open page (a large page
+    taken whole for a bulk request has none until a page of it is freed). `_open_slots[owner]` is the same
+    list object as `_free_in[_open[owner]]`, so a decode step is one pop per owner.
     """
 
     def __init__(self, pool: LargePagePool, type_index: int, geometry: TypeLayout) -> None:
@@ -161,23 +103,17 @@ class SmallPageAllocator:
         self.type_index = type_index
         self.geometry = geometry
         self.name = geometry.name
-        self.pages_per_large = k = geometry.pages_per_large
+        self.pages_per_large = geometry.pages_per_large
         self.pages_used = 0
         self.pages_free_in_carved = 0
         self.large_pages_carved = 0
-        L = pool.total
-        self._used = np.zeros(L * k, dtype=np.bool_)
-        self._used2d = self._used.reshape(L, k)
-        self._nfree = np.zeros(L + 1, dtype=np.int64)
-        self._stack = np.zeros((L + 1, k), dtype=np.int64)
-        self._fresh_row = np.arange(k - 1, -1, -1, dtype=np.int64)  # slots of a fresh stack: slot 0 on top
-        self._ids = np.arange(L * k, dtype=np.int64)  # every page id, to copy runs from
-        self._ids2d = self._ids.reshape(L, k)
-        self._opener = np.zeros(L + 1, dtype=np.int64)
-        self._open_of = np.full(64, L, dtype=np.int64)
-        self._mark = np.zeros(64, dtype=np.int64)  # scratch for the repeated-owner check
-        self._lp_mark = np.zeros(L, dtype=np.int64)  # scratch for the one-page-per-large-page check
-        self._holes: dict[int, None] = {}
+        self._free_in: dict[int, list[int]] = {}  # see the class docstring
+        self._avail: dict[int, None] = {}  # carved, not open, with free slots (insertion-ordered set)
+        self._open_avail: dict[int, None] = {}  # open, with free slots
+        self._open: dict[int, int] = {}  # owner -> its open large page
+        self._opener: dict[int, int] = {}  # open large page -> owner
+        self._open_slots: dict[int, list[int]] = {}  # owner -> _free_in[its open large page]
+        self._used = bytearray(pool.total * self.pages_per_large)
 
     @property
     def num_pages(self) -> int:
@@ -186,325 +122,163 @@ class SmallPageAllocator:
 
     def available(self) -> int:
         """Pages `alloc` can return now: free slots in carved large pages + free large pages * k. O(1)."""
-        return self.pages_free_in_carved + self.pool.num_free * self.pages_per_large
+        return self.pages_free_in_carved + len(self.pool.free) * self.pages_per_large
 
     def is_used(self, page: int) -> bool:
         return bool(self._used[page])
 
     @property
-    def used_flags(self) -> npt.NDArray[np.bool_]:
-        """One flag per small page, True while allocated. Read-only for callers (fast bulk checks)."""
+    def used_flags(self) -> bytearray:
+        """One byte per small page, 1 while allocated. Read-only for callers (fast bulk checks)."""
         return self._used
 
     def used_in_large(self, large_page: int) -> int:
         """Used small pages of this type inside `large_page` (0 if this type has not carved it). O(1)."""
         if self.pool.carver[large_page] != self.type_index:
             return 0
-        return self.pages_per_large - int(self._nfree[large_page])
+        return self.pages_per_large - len(self._free_in.get(large_page, ()))
 
-    # ------------------------------------------------------------------------------------------ alloc
-    def alloc(self, num_pages: int, owner: int) -> Pages:
+    def alloc(self, num_pages: int, owner: int) -> list[int]:
         """`num_pages` page ids for `owner`, placed request-aware (module docstring). Raises OutOfPagesError
-        (nothing allocated) if fewer are available."""
-        return self.alloc_many(np.array([num_pages]), np.array([owner]))
+        (nothing allocated) if fewer are available. O(num_pages) amortised, whole large pages by slices."""
+        if num_pages > self.available():
+            raise OutOfPagesError(self.name, num_pages, self.available())
+        out: list[int] = []
+        if num_pages and self._open_slots.get(owner):
+            self._take(self._open[owner], num_pages, out)
+        k, pool = self.pages_per_large, self.pool
+        while len(out) < num_pages:
+            whole = min((num_pages - len(out)) // k, len(pool.free) - pool.low_water)
+            if whole > 0 and not self._avail:
+                self._take_whole(whole, out)  # bulk prefill: whole large pages, no free lists
+            else:
+                self._take(self._next_source(owner), num_pages - len(out), out)
+        self.pages_used += num_pages
+        return out
 
-    def alloc_each(self, owners: Sequence[int] | Pages) -> Pages:
-        """One page per owner, in order (a decode step). Raises OutOfPagesError, nothing allocated. Owners
-        (listed once) whose open large page is full adopt holes, then fresh large pages, as `alloc_many`
-        would place them; then every owner takes the top of its open page's stack: one gather chain."""
-        keys = as_pages(owners) + 1
+    def alloc_each(self, owners: Sequence[int]) -> list[int]:
+        """One page per owner, in order (a decode step): the pages serving the owners one after the other
+        would give. Raises OutOfPagesError, nothing allocated. O(len): owners whose open large page has a free
+        slot take it with one C-level pop each; the others get new open pages in one batch (`_open_new`)."""
+        n = len(owners)
+        if n > self.pages_free_in_carved + len(self.pool.free) * self.pages_per_large:
+            raise OutOfPagesError(self.name, n, self.available())
+        slots = self._slots_of(owners)
+        out = self._pop_open(owners, cast(Sequence[list[int]], slots)) if all(slots) else self._alloc_new(owners, slots)
+        if out is None:  # an owner listed more often than its open page has free slots, or memory pressure
+            return self._alloc_each_in_turn(owners)
+        self.pages_used += n
+        return out
+
+    def _slots_of(self, owners: Sequence[int]) -> Sequence[list[int] | None]:
+        """Each owner's open-page free list (None: no open page); one C-level gather when all have one."""
+        if len(owners) > 1:
+            try:
+                return cast(tuple[list[int], ...], itemgetter(*owners)(self._open_slots))
+            except KeyError:
+                pass
+        return list(map(self._open_slots.get, owners))
+
+    def _alloc_new(self, owners: Sequence[int], slots: Sequence[list[int] | None]) -> list[int] | None:
+        """`alloc_each` when some owners need a new open large page: pop for the others, then open new pages
+        in one batch, which cannot depend on the pops while the pool stays above low water and each of these
+        owners is listed once. Returns None, changing nothing, when that does not hold."""
+        needy = list(compress(range(len(owners)), map(not_, slots)))
+        new_owners = [owners[i] for i in needy]
+        pool = self.pool
+        if len(pool.free) - pool.low_water < len(needy) or len(set(new_owners)) < len(needy):
+            return None
+        out = self._pop_open(list(compress(owners, slots)), cast(list[list[int]], list(compress(slots, slots))))
+        if out is not None:
+            for i, page in zip(needy, self._open_new(new_owners), strict=True):
+                out.insert(i, page)
+        return out
+
+    def _pop_open(self, owners: Sequence[int], slots: Sequence[list[int]]) -> list[int] | None:
+        """Pop one page from each of `slots` (the free lists of `owners`' open pages), or change nothing and
+        return None if a list runs out (an owner listed twice)."""
+        out: list[int] = []
         try:
-            lps = self._open_of[keys]  # IndexError: an owner never seen (alloc_many grows the array)
+            out.extend(map(list.pop, slots))
         except IndexError:
-            lps = EMPTY
-        if len(lps) and self._distinct(keys):
-            nfree = self._nfree[lps]
-            if nfree.all() or self._reopen(keys, lps, nfree):
-                nfree -= 1
-                pages: Pages = self._stack[lps, nfree]
-                self._used[pages] = True
-                self._nfree[lps] = nfree
-                self.pages_used += len(pages)
-                self.pages_free_in_carved -= len(pages)
-                return pages
-        return self.alloc_many(np.ones(len(keys), dtype=np.int64), keys - 1)
+            for s, p in zip(reversed(slots[:len(out)]), reversed(out), strict=True):
+                s.append(p)
+            return None
+        used = self._used
+        for p in out:
+            used[p] = 1
+        self.pages_free_in_carved -= len(out)
+        if not all(slots):  # some open pages just filled up
+            open_, open_avail = self._open, self._open_avail
+            for owner in compress(owners, map(not_, slots)):
+                open_avail.pop(open_[owner], None)
+        return out
 
-    def _reopen(self, keys: Pages, lps: Pages, nfree: Pages) -> bool:
-        """Give each owner whose open page is full (nfree 0) a new one, holes first, then fresh large pages;
-        update `lps` and `nfree` in place. False, changing nothing, if that would take the pool below
-        `low_water` (then placement under pressure applies)."""
-        idx = np.flatnonzero(nfree == 0)
-        m = min(len(idx), len(self._holes))
-        if self.pool.num_free - self.pool.low_water < len(idx) - m:
-            return False
-        new = self._carve(len(idx) - m)
-        if m:
-            holes = np.fromiter(islice(self._holes, m), dtype=np.int64, count=m)
-            for lp in holes.tolist():
-                del self._holes[lp]
-            new = np.concatenate((holes, new))
-        self._set_open(keys[idx], new)
-        lps[idx] = new
-        nfree[idx] = self._nfree[new] if m else self.pages_per_large
-        return True
+    def _open_new(self, owners: list[int]) -> list[int]:
+        """First page of a new open large page for each owner (their open pages are full or absent), in
+        order, as `_next_source` would give them: holes first (in `_avail` order), then fresh large pages
+        (LIFO from the pool), as bulk operations."""
+        opener, free_in = self._opener, self._free_in
+        for lp in [lp for lp in map(self._open.get, owners) if lp is not None]:
+            del opener[lp], free_in[lp]  # close_owner of a full open page (its owner entries are overwritten)
+        holes = list(islice(self._avail, min(len(self._avail), len(owners))))
+        for lp in holes:
+            del self._avail[lp]
+        lps = holes + self._carve_many(len(owners) - len(holes))
+        slots = [self._free_in[lp] for lp in lps]
+        self._open.update(zip(owners, lps, strict=True))
+        self._opener.update(zip(lps, owners, strict=True))
+        self._open_slots.update(zip(owners, slots, strict=True))
+        out = list(map(list.pop, slots))
+        used = self._used
+        for p in out:
+            used[p] = 1
+        self._open_avail.update(dict.fromkeys(compress(lps, slots)))
+        self.pages_free_in_carved -= len(out)
+        return out
 
-    def _carve(self, count: int) -> Pages:
-        """`count` fresh large pages with every slot free (on their stacks, slot 0 on top)."""
-        lps = self.pool.pop(count)
-        self.pool.carver[lps] = self.type_index
-        self._nfree[lps] = self.pages_per_large
-        self._stack[lps] = lps[:, None] * self.pages_per_large + self._fresh_row
+    def _carve_many(self, count: int) -> list[int]:
+        """Carve `count` free large pages (LIFO) with full free lists; returns them in carving order."""
+        free, carver, k, t = self.pool.free, self.pool.carver, self.pages_per_large, self.type_index
+        lps = free[len(free) - count:] if count else []
+        del free[len(free) - count:]
+        lps.reverse()
+        for lp in lps:
+            carver[lp] = t
+        self._free_in.update({lp: list(range(lp * k + k - 1, lp * k - 1, -1)) for lp in lps})
+        self.pages_free_in_carved += count * k
         self.large_pages_carved += count
-        self.pages_free_in_carved += count * self.pages_per_large
         return lps
 
-    def alloc_many(self, counts: Sequence[int] | Pages, owners: Sequence[int] | Pages) -> Pages:
-        """`counts[i]` pages for `owners[i]`, concatenated in order: what serving the owners one after the other
-        gives (module docstring), in a fixed number of array steps when the owners are distinct. Raises
-        OutOfPagesError, nothing allocated, if they do not all fit. O(pages + owners) array work."""
-        counts, keys = as_pages(counts), as_pages(owners) + 1
-        total = int(counts.sum())
-        if total > self.available():
-            raise OutOfPagesError(self.name, total, self.available())
-        if total == 0:
-            return EMPTY.copy()
-        if keys.min() < 0:
-            raise ValueError(f"{self.name}: owner ids must be >= -1")
-        if keys.max() >= len(self._open_of):
-            self._grow(int(keys.max()))
-        if not self._distinct(keys):  # the same owner twice: serve them one after the other
-            return np.concatenate([self.alloc_many(counts[i:i + 1], keys[i:i + 1] - 1) for i in range(len(keys))])
-        pages = None
-        if not self._holes and not self._nfree[self._open_of[keys]].any():  # e.g. a batch of new requests
-            pages = self._fresh(keys, counts, self.pool.low_water)
-        if pages is None:
-            pages = np.empty(total, dtype=np.int64)
-            start, done = counts.cumsum() - counts, np.zeros(len(keys), dtype=np.int64)
-            need = counts - self._from_open(keys, counts, pages, start, done)
-            if need.any() and self._holes:
-                need -= self._from_holes(keys, need, pages, start, done)
-            if need.any():
-                self._from_pool(keys, need, pages, start, done)
-        self.pages_used += total
-        return pages
+    def _alloc_each_in_turn(self, owners: Sequence[int]) -> list[int]:
+        """`alloc_each` one owner after the other (repeated owners, or under memory pressure)."""
+        out: list[int] = []
+        for owner in owners:
+            self._take(self._source_for(owner), 1, out)
+        self.pages_used += len(owners)
+        return out
 
-    def _from_open(self, keys: Pages, counts: Pages, out: Pages, start: Pages, done: Pages) -> Pages:
-        """Step 1: each owner's pages from its open large page. Returns pages taken per owner."""
-        lps = self._open_of[keys]
-        take = np.minimum(counts, self._nfree[lps])
-        if take.any():
-            got = take > 0
-            self._put(out, start[got] + done[got], take[got], self._take(lps[got], take[got]))
-            done += take
-        return take
-
-    def _from_holes(self, keys: Pages, need: Pages, out: Pages, start: Pages, done: Pages) -> Pages:
-        """Step 2: owners that still need pages take holes in order, each until it has enough; an owner's
-        last hole becomes its open page and the next owner starts at the next hole. Returns pages taken per
-        owner."""
-        holes = np.fromiter(self._holes, dtype=np.int64, count=len(self._holes))
-        free = self._nfree[holes]
-        who = np.flatnonzero(need)
-        if need[who].max() == 1:  # one page each (a decode step): needy owner i adopts hole i
-            who = who[:len(holes)]
-            last = np.arange(len(who))
-        else:
-            who, last = _hole_ends(who, need, free)
-        used = holes[:last[-1] + 1]
-        take = free[:last[-1] + 1].copy()
-        ends = np.cumsum(take)
-        in_span = ends[last] - np.concatenate(([0], ends[last[:-1]]))  # free slots of each owner's holes
-        got = np.minimum(need[who], in_span)
-        take[last] -= in_span - got  # an owner's last hole gives only what it still needs
-        self._put(out, start[who] + done[who], got, self._take(used, take))
-        took = np.zeros(len(keys), dtype=np.int64)
-        took[who] = got
-        done += took
-        for lp in used.tolist():
-            del self._holes[lp]
-        self._set_open(keys[who], holes[last])
-        return took
-
-    def _from_pool(self, keys: Pages, need: Pages, out: Pages, start: Pages, done: Pages) -> None:
-        """Step 3: fresh large pages (`_fresh`); under memory pressure (`low_water`) owner by owner, other
-        owners' open pages first."""
-        who = np.flatnonzero(need)
-        pages = self._fresh(keys[who], need[who], self.pool.low_water)
-        if pages is not None:
-            self._put(out, start[who] + done[who], need[who], pages)
-            return
-        k, pool = self.pages_per_large, self.pool
-        for i in who.tolist():
-            key, n, pos = keys[i:i + 1], int(need[i]), int(start[i] + done[i])
-            while n:
-                lp = None if pool.num_free > pool.low_water else self._borrowable()
-                if lp is None:  # above low water, or nothing to borrow: fresh large pages
-                    floor = pool.low_water if pool.num_free > pool.low_water else 0
-                    m = min(n, (pool.num_free - floor) * k)
-                    got = self._fresh(key, np.array([m]), floor)
-                else:
-                    m = min(n, int(self._nfree[lp]))
-                    got = self._take(np.array([lp]), np.array([m]))
-                assert got is not None
-                out[pos:pos + m] = got
-                n, pos = n - m, pos + m
-
-    def _fresh(self, keys: Pages, need: Pages, floor: int) -> Pages | None:
-        """Carve need // k whole large pages per owner and, for need % k > 0, one more made its open page
-        (their old ones are full); their pages in owner order. None, changing nothing, if that would leave
-        fewer than `floor` free large pages. The flags are set row by row (an open page's first need % k
-        slots), and the pages are the flagged ids of those rows in order; large pages that come off the pool
-        as a few ascending runs (the usual case: frees push them back lowest on top) are sliced, not
-        gathered."""
-        k = self.pages_per_large
-        whole, rest = np.divmod(need, k)
-        opened = rest > 0
-        ends = (whole + opened).cumsum()
-        count = int(ends[-1])
-        if self.pool.num_free - floor < count:
-            return None
-        lps = self.pool.pop(count)
-        opens, rest = lps[ends[opened] - 1], rest[opened]
-        runs = _ascending_runs(lps)
-        if runs is None:
-            self._used2d[lps] = True
-            self._used2d[opens] = self._fresh_row[::-1] < rest[:, None]  # slots 0 .. rest-1
-            pages: Pages = self._ids2d[lps][self._used2d[lps]]
-            self.pool.carver[lps] = self.type_index
-            self._nfree[lps] = 0
-        else:
-            for run in runs:
-                self._used2d[run] = True
-                self.pool.carver[run] = self.type_index
-                self._nfree[run] = 0
-            self._used2d[opens] = self._fresh_row[::-1] < rest[:, None]
-            chunks = [self._ids2d[run][self._used2d[run]] for run in runs]
-            pages = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-        self._nfree[opens] = k - rest
-        self._stack[opens] = opens[:, None] * k + self._fresh_row
-        self._set_open(keys[opened], opens)
-        self.large_pages_carved += count
-        self.pages_free_in_carved += k * count - len(pages)
-        return pages
-
-    def _take(self, rows: Pages, take: Pages) -> Pages:
-        """The top take[i] free slots of each (distinct, carved) large page rows[i], row after row, as
-        allocated page ids."""
-        k, nfree = self.pages_per_large, self._nfree[rows]
-        top = rows * k + nfree - 1  # index of each stack's top in the flattened stacks
-        where = _expand(top, take, -1)
-        pages: Pages = self._stack.ravel()[where]
-        self._used[pages] = True
-        self._nfree[rows] = nfree - take
-        self.pages_free_in_carved -= len(pages)
-        return pages
-
-    @staticmethod
-    def _put(out: Pages, pos: Pages, lengths: Pages, pages: Pages) -> None:
-        """Write consecutive chunks of `pages`, lengths[i] long, at out[pos[i]:]."""
-        if len(pages) == len(out):  # every owner's pages come from this step
-            out[:] = pages
-        else:
-            out[_expand(pos, lengths)] = pages
-
-    def _set_open(self, keys: Pages, lps: Pages) -> None:
-        """Make lps[i] the open page of owner keys[i] - 1 (its old open page, if any, is full)."""
-        self._opener[self._open_of[keys]] = 0
-        self._open_of[keys] = lps
-        self._opener[lps] = keys
-
-    def _borrowable(self) -> int | None:
-        """Some owner's open large page with free slots (the lowest id), if any. O(large pages)."""
-        found = np.flatnonzero((self._opener[:-1] > 0) & (self._nfree[:-1] > 0))
-        return int(found[0]) if len(found) else None
-
-    def _grow(self, max_key: int) -> None:
-        if max_key >= len(self._open_of):
-            size = max(2 * len(self._open_of), max_key + 1)
-            self._open_of = np.concatenate([self._open_of, np.full(size - len(self._open_of), self.pool.total)])
-            self._mark = np.zeros(size, dtype=np.int64)
-
-    def _distinct(self, keys: Pages, scratch: Pages | None = None) -> bool:
-        """Whether no owner key (or large page, with scratch `_lp_mark`) is listed twice (`all_distinct`)."""
-        return len(keys) < 2 or all_distinct(keys, self._mark if scratch is None else scratch)
-
-    # ------------------------------------------------------------------------------------------ free
-    def free(self, pages: Iterable[int] | Pages) -> int:
-        """Free `pages`; returns how many large pages went back to the pool (pushed so the lowest is handed
-        out next). Raises ValueError, freeing nothing, if a page is not allocated or listed twice. A free of
-        one page per large page (a decode step, a window release) pushes each on its stack; a bulk free
-        counts pages per large page and rebuilds the stacks of those that stay carved. Array passes over
-        the pages only; the rest is per large page touched."""
-        pages = as_pages(pages)
-        if not len(pages):
-            return 0
-        k, used = self.pages_per_large, self._used
-        lp = pages // k
-        lo = int(lp.min())
-        if lo < 0 or lp.max() >= self.pool.total or not used[pages].all():
-            raise ValueError(f"{self.name}: page {_first_bad(pages, used)} is not allocated")
-        # one page per large page? (not asked when the first two share one, as a request's bulk free does)
-        if (len(lp) < 2 or lp[0] != lp[1]) and self._distinct(lp, self._lp_mark):
-            touched, before = lp, self._nfree[lp]
-            self._stack[lp, before] = pages
-            used[pages] = False
-            after = before + 1
-            self._nfree[lp] = after
-        else:
-            counts = np.bincount(lp - lo)
-            touched = np.flatnonzero(counts)
-            freed = counts[touched]
-            touched += lo
-            before = self._nfree[touched]
-            used[pages] = False
-            if np.count_nonzero(self._used2d[touched]) != k * len(touched) - int(before.sum()) - len(pages):
-                used[pages] = True  # fewer flags cleared than pages listed: a page listed twice
-                raise ValueError(f"{self.name}: page {_first_bad(pages, used)} freed twice in one call")
-            after = before + freed
-            stays = after < k
-            self._restack(touched[stays], after[stays])
-        self.pages_used -= len(pages)
-        self.pages_free_in_carved += len(pages)
-        empty = after == k
-        if empty.any():
-            self._uncarve(touched[empty], before[empty])
-            touched, before = touched[~empty], before[~empty]
-        holes = touched[(before == 0) & (self._opener[touched] == 0)]
-        if len(holes):
-            self._holes.update(dict.fromkeys(holes.tolist()))
-        return int(empty.sum())
-
-    def _restack(self, lps: Pages, nfree: Pages) -> None:
-        """Rebuild the stacks of large pages `lps` from their flags, lowest free slot on top (a stable sort of
-        each row, slots downwards, puts the free ones first), and set their free counts to `nfree`."""
-        k = self.pages_per_large
-        slots = k - 1 - np.argsort(self._used2d[lps][:, ::-1], axis=1, kind="stable")
-        self._stack[lps] = lps[:, None] * k + slots
-        self._nfree[lps] = nfree
-
-    def _uncarve(self, lps: Pages, before: Pages) -> None:
-        """Return large pages whose small pages are now all free to the pool."""
-        openers = self._opener[lps]
-        self._open_of[openers[openers > 0]] = self.pool.total
-        for lp in lps[(before > 0) & (openers == 0)].tolist():  # they were holes
-            del self._holes[lp]
-        self._opener[lps] = 0
-        self._nfree[lps] = 0
-        self.pool.carver[lps] = -1
-        self.pages_free_in_carved -= self.pages_per_large * len(lps)
-        self.large_pages_carved -= len(lps)
-        self.pool.push(lps[::-1])
+    def free(self, pages: Iterable[int]) -> int:
+        """Free `pages`; returns how many large pages went back to the pool. Raises ValueError, freeing
+        nothing, if a page is not allocated or listed twice. O(len(pages))."""
+        pages = pages if type(pages) is list else list(pages)
+        self._check_freeable(pages)
+        before = len(self.pool.free)
+        if len(pages) >= self.pages_per_large:
+            pages = self._free_whole_large(pages)
+        if pages:
+            self._free_each(pages)
+        return len(self.pool.free) - before
 
     def close_owner(self, owner: int) -> None:
         """Forget `owner`'s open large page (call when the request finishes); its free slots become holes."""
-        key = owner + 1
-        if 0 <= key < len(self._open_of):
-            lp = int(self._open_of[key])
-            if lp != self.pool.total:
-                self._open_of[key] = self.pool.total
-                self._opener[lp] = 0
-                if self._nfree[lp]:
-                    self._holes[lp] = None
+        lp = self._open.pop(owner, None)
+        if lp is not None:
+            del self._opener[lp], self._open_slots[owner]
+            if self._open_avail.pop(lp, 0) is None:
+                self._avail[lp] = None
+            else:
+                del self._free_in[lp]  # full and no longer open: no free list
 
     def stats(self) -> TypeStats:
         g = self.geometry
@@ -513,72 +287,235 @@ class SmallPageAllocator:
                          self.pages_used * g.padding_bytes_per_page)
 
     def check_integrity(self) -> None:
-        """Assert: used + free slots == k per carved large page and nothing used or counted elsewhere,
-        counters match, holes are exactly the carved, not open large pages with free slots, open pages and
-        owners agree. O(pool)."""
-        k, L, name = self.pages_per_large, self.pool.total, self.name
-        carved = self.pool.carver == self.type_index
-        used_per = self._used2d.sum(1)
-        nfree = self._nfree[:L]
-        assert self._nfree[L] == 0 and self._opener[L] == 0, f"{name}: the no-page entries changed"
-        assert int(carved.sum()) == self.large_pages_carved, f"{name}: carved count"
-        assert (used_per[carved] + nfree[carved] == k).all(), f"{name}: used + free != k in a carved page"
-        assert not used_per[~carved].any() and not nfree[~carved].any(), f"{name}: pages outside carved ones"
-        assert int(used_per.sum()) == self.pages_used, f"{name}: used count"
-        assert int(nfree.sum()) == self.pages_free_in_carved, f"{name}: free-in-carved count"
-        rows = np.flatnonzero(carved)
-        where = _expand(rows * k, nfree[rows])
-        ids = self._stack.ravel()[where]
-        assert (ids // k == where // k).all(), f"{name}: a stack lists a page of another large page"
-        listed = np.zeros(L * k, dtype=np.int64)
-        np.add.at(listed, ids, 1)
-        assert (listed == ~self._used & carved.repeat(k)).all(), f"{name}: a stack is not its page's free slots"
-        opener = self._opener[:L]
-        assert set(self._holes) == set(np.flatnonzero(carved & (nfree > 0) & (opener == 0)).tolist()), \
-            f"{name}: holes"
-        assert not opener[~carved].any(), f"{name}: an uncarved page is open"
-        keys = np.flatnonzero(self._open_of != L)
-        assert (opener[self._open_of[keys]] == keys).all(), f"{name}: open page vs owner"
-        assert len(keys) == int((opener > 0).sum()), f"{name}: an open page without its owner"
+        """Assert: carved pages belong to this type, used + free slots == k per carved page, counters match,
+        free lists exist exactly where the class docstring says, open/avail bookkeeping consistent, no used
+        page outside a carved large page. O(pool)."""
+        k, used, used_total, free_total = self.pages_per_large, self._used, 0, 0
+        carved = [lp for lp, t in enumerate(self.pool.carver) if t == self.type_index]
+        assert len(carved) == self.large_pages_carved, f"{self.name}: carved count"
+        assert set(self._free_in) <= set(carved), f"{self.name}: free list of a large page it has not carved"
+        for lp in carved:
+            slots = self._free_in.get(lp, [])
+            assert len(set(slots)) == len(slots) < k, f"{self.name}: bad free list in large page {lp}"
+            assert all(lp * k <= s < lp * k + k and not used[s] for s in slots)
+            used_here = used.count(1, lp * k, lp * k + k)
+            assert used_here + len(slots) == k, f"{self.name}: large page {lp} used + free != k"
+            assert (lp in self._free_in) == (bool(slots) or lp in self._opener), f"{self.name}: free list {lp}"
+            assert (lp in self._avail) == (bool(slots) and lp not in self._opener)
+            assert (lp in self._open_avail) == (bool(slots) and lp in self._opener)
+            used_total, free_total = used_total + used_here, free_total + len(slots)
+        assert used_total == self.pages_used == used.count(1), f"{self.name}: used count"
+        assert free_total == self.pages_free_in_carved, f"{self.name}: free-in-carved count"
+        assert {lp: o for o, lp in self._open.items()} == self._opener
+        assert self._open_slots.keys() == self._open.keys()
+        assert all(self._open_slots[o] is self._free_in[lp] for o, lp in self._open.items())
+
+    def _source_for(self, owner: int) -> int:
+        """Large page for the owner's next single page: its open page if that has a free slot, else
+        `_next_source`."""
+        return self._open[owner] if self._open_slots.get(owner) else self._next_source(owner)
+
+    def _next_source(self, owner: int) -> int:
+        """Large page for the owner's next slots: a large page with holes (made its open page), else a fresh
+        one (made its open page) while the pool is above its low-water mark, else other owners' open pages'
+        free slots, else a fresh one regardless."""
+        pool = self.pool
+        if self._avail:
+            lp = next(iter(self._avail))
+            del self._avail[lp]
+        elif pool.free and (len(pool.free) > pool.low_water or not self._open_avail):
+            lp = self._carve()
+        else:
+            return next(iter(self._open_avail))
+        self._set_open(owner, lp)
+        return lp
+
+    def _take(self, lp: int, want: int, out: list[int]) -> int:
+        """Allocate up to `want` (>= 1) of `lp`'s free slots, in stack order, into `out`; returns the last."""
+        slots, used = self._free_in[lp], self._used
+        cut = max(0, len(slots) - want)
+        chunk = slots[cut:]
+        del slots[cut:]
+        chunk.reverse()
+        for p in chunk:
+            used[p] = 1
+        out.extend(chunk)
+        self.pages_free_in_carved -= len(chunk)
+        if not slots:
+            self._avail.pop(lp, None)
+            self._open_avail.pop(lp, None)
+        return chunk[-1]
+
+    def _take_whole(self, count: int, out: list[int]) -> None:
+        """Carve `count` free large pages (LIFO) and allocate all their small pages into `out`, no free lists.
+        Large pages popped as a run of consecutive ids (up or down, the pool's usual order) get their flags,
+        carver entries and ids by slices."""
+        free, carver, k, t = self.pool.free, self.pool.carver, self.pages_per_large, self.type_index
+        lps = free[len(free) - count:]
+        del free[len(free) - count:]
+        lps.reverse()
+        self.large_pages_carved += count
+        step = 1 if lps[-1] >= lps[0] else -1
+        if lps != list(range(lps[0], lps[-1] + step, step)):
+            ones, used = b"\x01" * k, self._used
+            for lp in lps:
+                carver[lp] = t
+                used[lp * k:lp * k + k] = ones
+                out.extend(range(lp * k, lp * k + k))
+            return
+        lo, hi = min(lps[0], lps[-1]), max(lps[0], lps[-1])
+        carver[lo:hi + 1] = [t] * count
+        self._used[lo * k:hi * k + k] = b"\x01" * (count * k)
+        if lps[0] == lo:
+            out.extend(range(lo * k, hi * k + k))
+            return
+        block = [0] * (count * k)  # large pages downwards, each one's pages upwards: one strided slice per slot
+        for j in range(k):
+            block[j::k] = range(hi * k + j, lo * k + j - k, -k)
+        out.extend(block)
+
+    def _free_whole_large(self, pages: list[int]) -> list[int]:
+        """Bulk free: return every large page all of whose used pages are in `pages` to the pool at once, in
+        the order of their first page in `pages`; the pages of the other large pages (still flagged used) are
+        returned for the per-page path. A run of whole large pages laid out as `_take_whole` hands them out
+        (`_block_run`) is recognised by one comparison and released by slices; the rest is counted per page."""
+        k, free_in = self.pages_per_large, self._free_in
+        start, blocks = self._block_run(pages)
+        rest = pages[:start] + pages[start + len(blocks) * k:] if blocks else pages
+        counts = Counter(map(floordiv, rest, repeat(k)))
+        whole = [lp for lp, c in counts.items() if c == k or (lp in free_in and c + len(free_in[lp]) == k)]
+        if not whole and not blocks:
+            return pages
+        holes = self._release_blocks(blocks) + self._release_each(whole)
+        if blocks:  # order of first appearance: large pages met before the run, the run, the others
+            head = set(map(floordiv, pages[:start], repeat(k)))
+            split = next((i for i, lp in enumerate(whole) if lp not in head), len(whole))
+            whole[split:split] = blocks
+        self.pool.free.extend(whole)
+        self.pages_used -= len(whole) * k - holes
+        self.pages_free_in_carved -= holes
+        self.large_pages_carved -= len(whole)
+        if len(whole) == len(counts) + len(blocks):
+            return []
+        return list(compress(pages, itemgetter(*pages)(self._used)))
+
+    def _block_run(self, pages: list[int]) -> tuple[int, list[int]]:
+        """Whole large pages laid out as `_take_whole` hands them out, after at most k - 1 other pages (an
+        open page's slots) and up to the end but for fewer than k pages: consecutive large pages, upwards or
+        downwards, each one's small pages upwards. Returns (index of the run's first page, its large pages),
+        or (0, []). O(1) to reject most lists, one C-level comparison to accept."""
+        k, n = self.pages_per_large, len(pages)
+        start = next((i for i in range(min(k, n)) if pages[i] % k == 0), 0)
+        count, first = (n - start) // k, pages[start] // k
+        if count < 2:
+            return 0, []
+        run = pages[start:start + count * k]
+        if run[-1] == (first + count) * k - 1 and run == list(range(first * k, (first + count) * k)):
+            return start, list(range(first, first + count))
+        if run[-1] == (first - count + 2) * k - 1:
+            expected = [0] * (count * k)
+            for j in range(k):
+                expected[j::k] = range(first * k + j, (first - count) * k + j, -k)
+            if run == expected:
+                return start, list(range(first, first - count, -1))
+        return 0, []
+
+    def _release_blocks(self, lps: list[int]) -> int:
+        """Return a run of consecutive whole large pages (`_block_run`) to this type's bookkeeping: flags and
+        carver entries by slices. Returns their free slots (0: all were used)."""
+        if not lps:
+            return 0
+        k, lo, hi = self.pages_per_large, min(lps[0], lps[-1]), max(lps[0], lps[-1])
+        self._used[lo * k:hi * k + k] = bytes((hi - lo + 1) * k)
+        self.pool.carver[lo:hi + 1] = [None] * (hi - lo + 1)
+        for lp in self._free_in.keys() & set(lps):  # open pages that were full
+            self._unlink(lp)
+        return 0
+
+    def _release_each(self, lps: list[int]) -> int:
+        """Return whole large pages one by one to this type's bookkeeping; returns their free slots."""
+        k, free_in, used, carver, zeros, holes = (self.pages_per_large, self._free_in, self._used,
+                                                  self.pool.carver, bytes(self.pages_per_large), 0)
+        for lp in lps:
+            used[lp * k:lp * k + k] = zeros
+            carver[lp] = None
+            if lp in free_in:  # only these can be open or have holes
+                holes += len(free_in[lp])
+                self._unlink(lp)
+        return holes
+
+    def _free_each(self, pages: list[int]) -> None:
+        """Per-page free (pages checked): back on their large page's free list, which returns to the pool
+        when all k slots are free."""
+        k, used, free_in, opener = self.pages_per_large, self._used, self._free_in, self._opener
+        for p in pages:
+            used[p] = 0
+            lp = p // k
+            slots = free_in.get(lp)
+            if slots is None:
+                slots = free_in[lp] = []
+            slots.append(p)
+            if len(slots) == k:
+                self._uncarve(lp)
+            elif len(slots) == 1:
+                (self._open_avail if lp in opener else self._avail)[lp] = None
+        self.pages_used -= len(pages)
+        self.pages_free_in_carved += len(pages)
+
+    def _carve(self) -> int:
+        return self._carve_many(1)[0]
+
+    def _uncarve(self, lp: int) -> None:
+        """Return a large page whose small pages are all free (its free list holds all k) to the pool."""
+        self._unlink(lp)
+        self.pages_free_in_carved -= self.pages_per_large
+        self.large_pages_carved -= 1
+        self.pool.carver[lp] = None
+        self.pool.free.append(lp)
+
+    def _unlink(self, lp: int) -> None:
+        """Drop `lp`'s free list and its hole/open bookkeeping (it is leaving this type)."""
+        del self._free_in[lp]
+        self._avail.pop(lp, None)
+        self._open_avail.pop(lp, None)
+        owner = self._opener.pop(lp, None)
+        if owner is not None:
+            del self._open[owner], self._open_slots[owner]
+
+    def _set_open(self, owner: int, lp: int) -> None:
+        self.close_owner(owner)
+        self._open[owner] = lp
+        self._opener[lp] = owner
+        self._open_slots[owner] = slots = self._free_in[lp]
+        if slots:
+            self._open_avail[lp] = None
+
+    def _check_freeable(self, pages: list[int]) -> None:
+        """Validate before mutating: every page in range, allocated and listed once (C-level gathers).
+        Raises ValueError naming the first bad page."""
+        used, n = self._used, len(pages)
+        try:
+            ok = n == 0 or (min(pages) >= 0 and (used[pages[0]] == 1 if n == 1 else
+                                                 itemgetter(*pages)(used).count(1) == n == len(set(pages))))
+        except IndexError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{self.name}: page {_first_bad(pages, used)} is not allocated (or freed twice in "
+                             "one call)")
 
 
-def _ascending_runs(lps: Pages, most: int = 16) -> list[slice] | None:
-    """`lps` as consecutive ascending runs (slices of large-page ids), or None if there are more than `most`.
-    Example: [4, 5, 6, 1, 2] -> [slice(4, 7), slice(1, 3)]."""
-    cuts = np.flatnonzero(lps[1:] != lps[:-1] + 1)
-    if len(cuts) >= most:
-        return None
-    bounds = [0, *(cuts + 1).tolist(), len(lps)]
-    starts = lps[bounds[:-1]].tolist()
-    return [slice(a, a + b - c) for a, b, c in zip(starts, bounds[1:], bounds[:-1], strict=True)]
-
-
-def _hole_ends(who: Pages, need: Pages, free: Pages) -> tuple[Pages, Pages]:
-    """Needy owners `who` take holes (with `free` slots each, in order) one after the other, each until it has
-    `need` pages: the owners served before the holes run out and the index of each one's last hole."""
-    ends, lasts, base, h = list(accumulate(free.tolist())), list[int](), 0, 0
-    for n in need[who].tolist():
-        if h == len(ends):
-            break
-        e = min(bisect_left(ends, base + n, h), len(ends) - 1)
-        lasts.append(e)
-        base, h = ends[e], e + 1
-    return who[:len(lasts)], np.array(lasts, dtype=np.int64)
-
-
-def _first_bad(pages: Pages, used: npt.NDArray[np.bool_]) -> int:
+def _first_bad(pages: list[int], used: bytearray) -> int:
     """The first page of `pages` that is out of range, not allocated, or listed before."""
     seen: set[int] = set()
-    for p in pages.tolist():
-        if not 0 <= p < len(used) or not used[p] or p in seen:
-            return int(p)
+    for p in pages:
+        if not 0 <= p < len(used) or used[p] != 1 or p in seen:
+            return p
         seen.add(p)
     raise AssertionError("no bad page")
 
 
 class TwoLevelAllocator:
-    """All types' small-page allocators over one common pool of `num_large_pages` large pages. Its by-name
-    methods take and return page ids as Python lists; the per-type allocators (`of`) use int64 arrays."""
+    """All types' small-page allocators over one common pool of `num_large_pages` large pages."""
 
     def __init__(self, layout: Layout, num_large_pages: int, low_water: int | None = None) -> None:
         """`low_water` (default: 1/64 of the pool, see LargePagePool) bounds request-aware placement."""
@@ -599,11 +536,11 @@ class TwoLevelAllocator:
 
     def alloc(self, name: str, num_pages: int, owner: int) -> list[int]:
         """See SmallPageAllocator.alloc."""
-        return self._by_name[name].alloc(num_pages, owner).tolist()  # type: ignore[no-any-return]
+        return self._by_name[name].alloc(num_pages, owner)
 
     def alloc_each(self, name: str, owners: Sequence[int]) -> list[int]:
         """See SmallPageAllocator.alloc_each."""
-        return self._by_name[name].alloc_each(owners).tolist()  # type: ignore[no-any-return]
+        return self._by_name[name].alloc_each(owners)
 
     def free(self, name: str, pages: Iterable[int]) -> int:
         """See SmallPageAllocator.free."""
@@ -619,7 +556,7 @@ class TwoLevelAllocator:
 
     @property
     def large_pages_free(self) -> int:
-        return self.pool.num_free
+        return len(self.pool.free)
 
     def stats(self) -> AllocatorStats:
         """Counters for the adapter's stats endpoint. O(types)."""
@@ -627,13 +564,13 @@ class TwoLevelAllocator:
         large = self.layout.large_page_bytes
         used = sum(t.bytes_used for t in types)
         wasted = sum(t.bytes_free_in_carved + t.bytes_padding for t in types)
-        return AllocatorStats(self.pool.total, self.pool.num_free, large, self.pool.total * large, used,
+        return AllocatorStats(self.pool.total, len(self.pool.free), large, self.pool.total * large, used,
                               wasted, types)
 
     def check_integrity(self) -> None:
         """Assert the pool and every type are consistent and free + carved large pages == total. O(pages)."""
         self.pool.check_integrity(len(self.types))
         carved = sum(a.large_pages_carved for a in self.types)
-        assert carved + self.pool.num_free == self.pool.total, "large pages lost or duplicated"
+        assert carved + len(self.pool.free) == self.pool.total, "large pages lost or duplicated"
         for a in self.types:
             a.check_integrity()

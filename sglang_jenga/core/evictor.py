@@ -29,7 +29,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
-from .allocator import as_pages
 from .nodes import EvictResult, FreedPages, Node
 
 if TYPE_CHECKING:
@@ -143,10 +142,11 @@ class Evictor:
     # --------------------------------------------------------- structural removal (mutates tree internals)
     def _release(self, t: int, pages: list[int], freed: FreedPages) -> None:
         tree = self.tree
-        ids = as_pages(pages)
-        tree._cached[t][ids] = False
+        cached = tree._cached[t]
+        for p in pages:
+            cached[p] = 0
         tree.cached_pages[t] -= len(pages)
-        freed.large_pages += tree.allocator.types[t].free(ids)
+        freed.large_pages += tree.allocator.types[t].free(pages)
         freed.pages[t].extend(pages)
         freed.bytes += len(pages) * tree.page_bytes[t]
 

@@ -30,7 +30,7 @@ def check_tree(tree: TypedRadixTree, held: Mapping[str, Sequence[int]] | None = 
     assert counts == tree.cached_pages, f"cached pages {counts} != {tree.cached_pages}"
     assert locked == tree.locked_pages, f"locked pages {locked} != {tree.locked_pages}"
     for t in range(n):
-        assert int(tree._cached[t].sum()) == counts[t], f"{tree.names[t]}: cached flags out of sync"
+        assert tree._cached[t].count(1) == counts[t], f"{tree.names[t]}: cached flags out of sync"
     if held is not None:
         check_accounting(tree, held)
 

@@ -251,7 +251,7 @@ class KVCacheManager:
             self.make_room({name: num_pages})
         r, t = self._reqs[rid], self._index[name]
         owner = STATE_OWNER if self._kinds[t] is PageKind.STATE else rid
-        pages: list[int] = self.allocator.types[t].alloc(num_pages, owner).tolist()
+        pages = self.allocator.types[t].alloc(num_pages, owner)
         self._hold(r, t, pages)
         return pages
 
@@ -261,7 +261,7 @@ class KVCacheManager:
         demand = dict.fromkeys(self.token_types, num_tokens)
         if evict:
             self.make_room(demand)
-        got = self._joint(lambda a: a.alloc(num_tokens, rid).tolist(), demand)
+        got = self._joint(lambda a: a.alloc(num_tokens, rid), demand)
         r = self._reqs[rid]
         for t, ps in zip(self._token_idx, got, strict=True):
             self._hold(r, t, ps)
@@ -273,7 +273,7 @@ class KVCacheManager:
         demand = dict.fromkeys(self.token_types, len(rids))
         if evict:
             self.make_room(demand)
-        got = self._joint(lambda a: a.alloc_each(rids).tolist(), demand)
+        got = self._joint(lambda a: a.alloc_each(rids), demand)
         reqs = [self._reqs[rid] for rid in rids]
         for t, ps in zip(self._token_idx, got, strict=True):
             rid_of, pos_of = self._rid[t], self._pos[t]

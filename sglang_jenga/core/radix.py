@@ -27,12 +27,10 @@ Costs: match and insert O(key length + depth * types); lock/unlock O(depth * typ
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import cast
 
-import numpy as np
-import numpy.typing as npt
-
-from .allocator import TwoLevelAllocator, all_distinct, as_pages
+from .allocator import TwoLevelAllocator
 from .evictor import Evictor
 from .nodes import (
     EvictResult,
@@ -66,9 +64,8 @@ class TypedRadixTree:
         self.num_nodes = 0
         self._index = {n: i for i, n in enumerate(self.names)}
         self._roots: dict[Hashable, Node] = {}
-        # per type, one flag per small page: True while the tree holds it (no page cached twice)
-        self._cached = [np.zeros(a.num_pages, dtype=np.bool_) for a in allocator.types]
-        self._scratch = [np.zeros(a.num_pages, dtype=np.int64) for a in allocator.types]  # for all_distinct
+        # per type, one byte per small page: 1 while the tree holds it (no page cached twice)
+        self._cached = [bytearray(a.num_pages) for a in allocator.types]
         self._clock = 0
         self._next_nid = 0
         self._pins: dict[Node, list[object | None]] = {}  # branch -> per type the top of its locked window
@@ -284,20 +281,27 @@ class TypedRadixTree:
                 claimed.append((t, new if not have else []))
         except ValueError:
             for t, pages in claimed:
-                _set_flags(self._cached[t], pages, False)
+                _set_flags(self._cached[t], pages, 0)
             raise
 
     def _check_pages(self, t: int, pages: list[int], claim: bool) -> None:
-        """Pages must be in range, allocated, listed once and not cached yet (checked with array gathers,
+        """Pages must be in range, allocated, listed once and not cached yet (checked with C-level gathers,
         before anything changes); with `claim` they are then flagged as cached. Raises ValueError. O(len)."""
-        if not pages:
-            return
-        used, cached, arr = self.allocator.types[t].used_flags, self._cached[t], as_pages(pages)
-        if not (arr.min() >= 0 and arr.max() < len(cached) and used[arr].all() and not cached[arr].any()
-                and all_distinct(arr, self._scratch[t])):
+        used, cached, n = self.allocator.types[t].used_flags, self._cached[t], len(pages)
+        if n > 1:
+            get = itemgetter(*pages)
+            try:
+                ok = (min(pages) >= 0 and get(cached).count(0) == n and get(used).count(1) == n
+                      and len(set(pages)) == n)
+            except IndexError:
+                ok = False
+        else:
+            ok = not pages or (0 <= pages[0] < len(cached) and not cached[pages[0]] and used[pages[0]] == 1)
+        if not ok:
             raise ValueError(f"{self.names[t]}: a page is negative, unallocated, repeated or cached elsewhere")
         if claim:
-            cached[arr] = True
+            for p in pages:
+                cached[p] = 1
 
     def _reconcile(self, path: list[Node], args: list[list[int | None]], dups: list[list[int]],
                    now: int) -> None:
@@ -621,5 +625,7 @@ class TypedRadixTree:
         check_tree(self, held)
 
 
-def _set_flags(flags: npt.NDArray[np.bool_], pages: Sequence[int | None], value: bool) -> None:
-    flags[[p for p in pages if p is not None]] = value
+def _set_flags(flags: bytearray, pages: Sequence[int | None], value: int) -> None:
+    for p in pages:
+        if p is not None:
+            flags[p] = value

@@ -65,9 +65,9 @@ def test_bulk_alloc_and_free_keep_the_pool_lifo() -> None:
     head = a.alloc("full", 2, owner=1)  # open large page 0, 4 slots left
     p1 = a.alloc("full", 16, owner=1)  # those 4 slots, then large pages 1 and 2 whole
     assert p1 == list(range(2, 18))
-    assert a.free("full", p1) == 2 and a.pool.free == [4, 3, 2, 1]  # pushed so the lowest comes back first
-    p2 = a.alloc("full", 12, owner=2)  # LIFO: large page 1, then 2
-    assert p2 == list(range(6, 18))
+    assert a.free("full", p1) == 2 and a.pool.free == [4, 3, 1, 2]  # in the order of their first page
+    p2 = a.alloc("full", 12, owner=2)  # LIFO: large page 2, then 1
+    assert p2 == [*range(12, 18), *range(6, 12)]
     assert a.free("full", p2) == 2 and a.pool.free == [4, 3, 2, 1]
     assert a.free("full", head) == 1 and a.large_pages_free == 5
     a.check_integrity()
