@@ -13,9 +13,10 @@ import pytest
 
 from sglang_jenga.server import Server, pinned_env, start_all, stop_all
 
-# Every tiny server: random weights, a fixed seed, a decode log line per step (for #running-req).
+# Every tiny server: random weights, a fixed seed, a decode log line per step (for #running-req), no warm-up
+# request (Server.start waits for /health_generate, which runs a generation itself).
 TINY_ARGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--log-level", "info",
-             "--decode-log-interval", "1")
+             "--decode-log-interval", "1", "--skip-server-warmup")
 
 # Dummy weights wide enough that outputs depend on the KV cache (see sglang_jenga.plugin).
 TINY_ENV = {"SGLANG_JENGA_DUMMY_WEIGHT_RANGE": "0.5"}

@@ -41,17 +41,38 @@ def _mostly_cross_mllama(zoo, root: Path) -> Path:  # noqa: ANN001
     return model
 
 
+# The refused flag sets are parsed in one interpreter (sglang's import is most of a launch), the way
+# `python -m sglang.launch_server` does before anything starts: load_plugins(), then prepare_server_args().
+CHECK_FLAGS = """
+import json, sys
+from sglang.srt.plugins import load_plugins
+from sglang.srt.server_args import prepare_server_args
+
+load_plugins()
+out = []
+for argv in json.loads(sys.argv[1]):
+    try:
+        prepare_server_args(argv)
+        out.append({"exited": False, "message": ""})
+    except SystemExit as e:
+        out.append({"exited": True, "message": str(e.code)})
+print(json.dumps(out))
+"""
+
+
 @pytest.fixture(scope="module")
 def launches(zoo, tmp_path_factory) -> dict[tuple[str, ...], subprocess.CompletedProcess[str]]:  # noqa: ANN001
-    """`python -m sglang.launch_server` with `--help`, with jenga plus each refused flag set, and with jenga on
-    a model it cannot serve: run two at a time (most of each is sglang's import), results keyed by the extra
-    arguments."""
-    base = [sys.executable, "-m", "sglang.launch_server", *CPU_ARGS, *TINY_ARGS, "--memory-manager", "jenga"]
+    """`python -m sglang.launch_server --help`, and jenga on a model it cannot serve (two real launches, side by
+    side), plus every refused flag set through launch_server's own parsing steps in one interpreter: results
+    keyed by the extra arguments (refused flag sets: returncode 1 and the exit message as stderr if it exited)."""
+    base = [*CPU_ARGS, *TINY_ARGS, "--memory-manager", "jenga"]
     env = {"SGLANG_USE_CPU_ENGINE": "1", "PATH": "/usr/bin:/bin"}
     llama = ("--model-path", str(zoo("llama")))
     unsupported = ("--model-path", str(_mostly_cross_mllama(zoo, tmp_path_factory.mktemp("models"))))
-    cmds = {("--help",): [sys.executable, "-m", "sglang.launch_server", "--help"],
-            **{flags: [*base, *llama, *flags] for flags, _ in REFUSED}, unsupported: [*base, *unsupported]}
+    launch = [sys.executable, "-m", "sglang.launch_server"]
+    flag_sets = [[*base, *llama, *flags] for flags, _ in REFUSED]
+    cmds = {("--help",): [*launch, "--help"], unsupported: [*launch, *base, *unsupported],
+            ("refused",): [sys.executable, "-c", CHECK_FLAGS, json.dumps(flag_sets)]}
 
     def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
@@ -59,6 +80,10 @@ def launches(zoo, tmp_path_factory) -> dict[tuple[str, ...], subprocess.Complete
     with ThreadPoolExecutor(2) as pool:
         out = dict(zip(cmds, pool.map(run, cmds.values()), strict=True))
     out[("unsupported model",)] = out.pop(unsupported)
+    checked = out.pop(("refused",))
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    for (flags, _), result in zip(REFUSED, json.loads(checked.stdout.strip().splitlines()[-1]), strict=True):
+        out[flags] = subprocess.CompletedProcess(flags, int(result["exited"]), "", result["message"])
     return out
 
 

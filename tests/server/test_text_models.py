@@ -4,8 +4,9 @@ memory manager and once with `--memory-manager jenga`, side by side.
 Every greedy output under jenga must equal the default manager's token for token, with the same
 log-probabilities: prompts longer than the sliding window, decodes that run past it (so sliding-
 window pages are released while requests run), prefix-cache hits, chunked prefill (chunks of 64
-tokens), concurrent batches and sglang frontend programs (multi-turn chat sharing a system prompt,
-fork/join over one document). After the load, `POST /flush_cache` must leave every jenga page free.
+tokens), concurrent batches and (on gemma3, the model with both attention types) sglang frontend programs
+(multi-turn chat sharing a system prompt, fork/join over one document). After the load, `POST /flush_cache`
+must leave every jenga page free.
 The server pair of each model starts once for this module and is always stopped.
 """
 
@@ -68,6 +69,7 @@ def test_openai_chat_completion(pair: Pair) -> None:
     assert outs[1]["usage"]["completion_tokens"] <= 8 and outs[1]["usage"]["prompt_tokens"] > 3
 
 
+@pytest.mark.parametrize("pair", ["gemma3"], indirect=True)  # one model: the programs cost ~30 s a model
 def test_frontend_programs_match_default(pair: Pair) -> None:
     default, jenga = on_both(pair, lambda s: run_text_programs(s.url))
     assert [len(turns) for turns in jenga["multi_turn_chat"]] == [len(c) for c in CONVERSATIONS]
