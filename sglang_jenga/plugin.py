@@ -21,6 +21,8 @@ Hooks (targets are listed in adapter/compat.py):
   scheduler steps and        AROUND  only with SGLANG_JENGA_TIME_SCHEDULER=1: CPU time per batch, any
   memory-manager calls                 manager (adapter/timing.py, bench/scheduler_cost.py)
   Mamba2 / GDN kernels       REPLACE CPU runs only (cpu_runtime/mamba/hooks.py)
+  ServerArgs.resolve_once,   AFTER/  CPU runs only: --attention-backend triton runs under Triton's
+  Triton SWA decode window   AROUND    interpreter, with an sglang bug fixed (cpu_runtime/triton_route.py)
 and the radix cache backend "jenga" (adapter/tree_cache.py).
 """
 
@@ -68,6 +70,9 @@ def register() -> None:
     from sglang_jenga.cpu_runtime.mamba.hooks import register_cpu_mamba_hooks
 
     register_cpu_mamba_hooks()  # plain-torch Mamba2 / gated-delta-net kernels, CPU runs only
+    from sglang_jenga.cpu_runtime.triton_route import register_triton_route_hooks
+
+    register_triton_route_hooks()  # --attention-backend triton under Triton's interpreter, CPU runs only
     if os.environ.get(DUMMY_RANGE_ENV):
         registry.register(compat.DUMMY_WEIGHTS, _dummy_weights, kind.AROUND)
     if timing.enabled():

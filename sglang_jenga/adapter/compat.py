@@ -33,6 +33,10 @@ TORCH_NATIVE_EXTEND = (
 TORCH_NATIVE_DECODE = (
     "sglang.srt.layers.attention.torch_native_backend.TorchNativeAttnBackend._run_sdpa_forward_decode"
 )
+# The Triton attention route on CPU (cpu_runtime/triton_route.py).
+SERVER_ARGS_RESOLVE = "sglang.srt.server_args.ServerArgs.resolve_once"
+TRITON_INIT_FORWARD_METADATA = "sglang.srt.layers.attention.triton_backend.TritonAttnBackend.init_forward_metadata"
+TRITON_SLIDING_WINDOW_BUFFER = "sglang.srt.layers.attention.triton_backend.update_sliding_window_buffer"
 ALLOC_FOR_EXTEND = "sglang.srt.mem_cache.allocation.alloc_for_extend"
 ALLOC_FOR_DECODE = "sglang.srt.mem_cache.allocation.alloc_for_decode"
 # The scheduler steps around each forward and the memory-manager entry points in them (adapter/timing.py).
