@@ -2,7 +2,7 @@
 
 sglang hands out *slots* (one token of one layer type's pool). Here a slot is a core small page
 (one token per page) shifted by the reserved large page (see buffer.py). Allocations go to the
-request that asked (`JengaBuffer.alloc_planned`), capacity questions to the manager's one
+request that asked (`JengaBuffer.alloc_planned_by_type`), capacity questions to the manager's one
 `fits`, eviction to its `make_room`. Three allocators:
 
 - `JengaTokenAllocator` (one attention type): sglang's `TokenToKVPoolAllocator`.
@@ -61,14 +61,13 @@ def make_room(jenga: JengaBuffer, demand: Mapping[str, int]) -> bool:
 
 
 def _planned_slots(jenga: JengaBuffer, need_size: int,
-                   name: str) -> tuple[torch.Tensor, list[dict[str, list[int]]]] | None:
-    """A flat allocation of `need_size` slots (`JengaBuffer.alloc_planned`): type `name`'s slots in batch order,
-    and every type's pages per plan entry; None if they do not fit."""
-    parts = jenga.alloc_planned(need_size)
-    if parts is None:
+                   name: str) -> tuple[torch.Tensor, dict[str, list[int]]] | None:
+    """A flat allocation of `need_size` slots (`JengaBuffer.alloc_planned_by_type`): type `name`'s slots in batch
+    order, and every type's pages in batch order; None if they do not fit."""
+    pages = jenga.alloc_planned_by_type(need_size)
+    if pages is None:
         return None
-    pages = [p for part in parts for p in part.get(name, ())]
-    return jenga.to_slots(name, pages), parts
+    return jenga.to_slots(name, pages[name]), pages
 
 
 class JengaTokenAllocator(_sgl.TokenToKVPoolAllocator):
@@ -205,8 +204,8 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         got = _planned_slots(self.jenga, need_size, self.full_type)
         if got is None:
             return None
-        full, parts = got
-        swa = self.jenga.to_slots(self.swa_type, [p for part in parts for p in part[self.swa_type]])
+        full, pages = got
+        swa = self.jenga.to_slots(self.swa_type, pages[self.swa_type])
         self.set_full_to_swa_mapping(full, swa)
         return full
 

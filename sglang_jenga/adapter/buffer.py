@@ -107,11 +107,13 @@ class JengaBuffer:
             if left:
                 logger.warning("jenga: request row %s released with %d pages still its own (freed)", row, left)
 
-    def alloc_planned(self, num_tokens: int) -> list[dict[str, list[int]]] | None:
+    def alloc_planned(self, num_tokens: int,
+                      plan: list[PlannedAlloc] | None = None) -> list[dict[str, list[int]]] | None:
         """Pages for a flat allocation of `num_tokens` slots: per plan entry (the whole call as one SHARED entry
         when no plan matches) its encoder pages (the encoder type's) and a page of every token type per
-        position (`KVCacheManager.alloc_batch`). All or nothing: None when they do not fit together."""
-        plan = self._plan() if self._plan is not None else None
+        position (`KVCacheManager.alloc_batch`). All or nothing: None when they do not fit together. `plan`:
+        the entries if the caller has read them already."""
+        plan = plan if plan is not None else self._plan() if self._plan is not None else None
         if not plan or sum(p.encoder_tokens + p.tokens for p in plan) != num_tokens:
             plan = [PlannedAlloc(None, 0, num_tokens, 0)]
         parts = [BatchPart(self.rid(p.row), p.tokens, p.start,
@@ -120,6 +122,23 @@ class JengaBuffer:
             return self.manager.alloc_batch(parts)
         except OutOfPagesError:
             return None
+
+    def alloc_planned_by_type(self, num_tokens: int) -> dict[str, list[int]] | None:
+        """`alloc_planned` with every type's pages in batch order. A decode step (one token for each of several
+        requests that already hold token pages) goes straight to `KVCacheManager.alloc_step`, whose result has
+        that shape: the same pages, without a per-request record of the batch."""
+        plan = self._plan() if self._plan is not None else None
+        if plan and len(plan) == num_tokens > 1 and all(p.tokens == 1 and not p.encoder_tokens for p in plan):
+            rids = [self.rid(p.row) for p in plan]
+            if len(set(rids)) == len(rids) and all(map(self.manager.holds_tokens, rids)):
+                try:
+                    return self.manager.alloc_step(rids)
+                except OutOfPagesError:
+                    return None
+        parts = self.alloc_planned(num_tokens, plan)
+        if parts is None:
+            return None
+        return {name: [p for part in parts for p in part.get(name, ())] for name in self.manager.names}
 
     @property
     def _encoder(self) -> str:

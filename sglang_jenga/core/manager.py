@@ -206,6 +206,11 @@ class KVCacheManager:
     def is_open(self, rid: int) -> bool:
         return rid in self._reqs
 
+    def holds_tokens(self, rid: int) -> bool:
+        """Whether `rid` is open and holds a token page (of its own, from its start on; released ones count)."""
+        r = self._reqs.get(rid)
+        return r is not None and any(r.pages[t] for t in self._token_idx)
+
     def held(self, rid: int) -> HeldPages:
         """What `rid` holds outside the tree (a copy)."""
         r = self._reqs[rid]
