@@ -77,10 +77,11 @@ def greedy(server: Server, prompt: str | list[int], max_new_tokens: int = 16) ->
     }
 
 
-def on_both(pair: Pair, fn: Callable[[Server], Any]) -> list[Any]:
-    """`fn(server)` on the default and the jenga server at the same time; results in that order."""
-    with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(fn, pair))
+def on_all(servers: Sequence[Server], fn: Callable[[Server], Any]) -> list[Any]:
+    """`fn(server)` on every server at the same time (a Pair: the default, then the jenga server); results in
+    that order."""
+    with ThreadPoolExecutor(len(servers)) as pool:
+        return list(pool.map(fn, servers))
 
 
 def greedy_many(server: Server, prompts: Sequence[str | list[int]], max_new_tokens: int = 16) -> list[dict[str, Any]]:

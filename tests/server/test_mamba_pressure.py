@@ -25,7 +25,7 @@ from serverkit import (
     jenga_stats,
     mamba_pair,
     max_running,
-    on_both,
+    on_all,
 )
 
 from sglang_jenga.server import Server
@@ -45,7 +45,7 @@ def small(zoo: Callable[[str], Path]) -> Iterator[Pair]:
 
 
 def test_jenga_runs_more_requests_than_the_state_slots_allow(small: Pair) -> None:
-    default, jenga = on_both(small, lambda s: (flush(s), greedy_many(s, BURST, 24))[1])
+    default, jenga = on_all(small, lambda s: (flush(s), greedy_many(s, BURST, 24))[1])
     assert [r["ids"] for r in default] == [r["ids"] for r in jenga]
     most = [max_running(s.log()) for s in small]
     cap = re.search(r"max_running_requests is capped to (\d+) by the mamba state cache", small.default.log())
@@ -67,7 +67,7 @@ def test_outputs_match_while_states_and_tokens_are_evicted(small: Pair) -> None:
             out += [first, greedy(server, prompt + first["ids"] + [k + 3], NEW)]
         return out
 
-    default, jenga = on_both(small, run)
+    default, jenga = on_all(small, run)
     assert [r["ids"] for r in default] == [r["ids"] for r in jenga]
     for a, b in zip(default, jenga, strict=True):
         assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-3)

@@ -37,7 +37,7 @@ from serverkit import (
     greedy_many,
     jenga_stats,
     mamba_pair,
-    on_both,
+    on_all,
 )
 
 from sglang_jenga.server import Server
@@ -85,7 +85,7 @@ def _conversation(server: Server) -> list[dict[str, Any]]:
 
 
 def test_outputs_and_checkpoint_hits_match_the_default_manager(pair: Pair) -> None:
-    default, jenga = on_both(pair, _conversation)
+    default, jenga = on_all(pair, _conversation)
     for a, b in zip(default, jenga, strict=True):
         assert a["ids"] == b["ids"]
         assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-4)
@@ -106,7 +106,7 @@ def test_cached_state_gives_what_recomputing_gives(pair: Pair) -> None:
         flush(server)
         return cached, greedy(server, follow_up, NEW)
 
-    for cached, fresh in on_both(pair, run):
+    for cached, fresh in on_all(pair, run):
         assert cached["cached_tokens"] >= len(PROMPT) and fresh["cached_tokens"] == 0
         assert fresh["ids"] == cached["ids"]
 
@@ -122,14 +122,14 @@ def test_batched_requests_match_one_by_one_and_the_default_manager(pair: Pair) -
         flush(server)
         return alone, [r["ids"] for r in greedy_many(server, prompts, NEW)]
 
-    (default_alone, default_together), (jenga_alone, jenga_together) = on_both(pair, run)
+    (default_alone, default_together), (jenga_alone, jenga_together) = on_all(pair, run)
     assert default_together == default_alone == jenga_alone == jenga_together
 
 
 def test_openai_chat_completion(pair: Pair) -> None:
     body = {"model": "tiny", "messages": [{"role": "user", "content": "Hello there"}],
             "max_tokens": 8, "temperature": 0}
-    for out in on_both(pair, lambda s: s.post("/v1/chat/completions", body)):
+    for out in on_all(pair, lambda s: s.post("/v1/chat/completions", body)):
         assert out["choices"][0]["finish_reason"] in ("length", "stop")
         assert 0 < out["usage"]["completion_tokens"] <= 8
         assert out["usage"]["prompt_tokens"] > 3

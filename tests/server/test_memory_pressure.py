@@ -26,7 +26,7 @@ from serverkit import (
     greedy_many,
     jenga_stats,
     max_running,
-    on_both,
+    on_all,
     started_pair,
 )
 
@@ -50,7 +50,7 @@ def pair(zoo) -> Iterator[Pair]:  # noqa: ANN001
 @pytest.fixture(scope="module")
 def loaded(pair: Pair) -> list[list[dict]]:
     """The twelve requests on each server (run once; the tests below read the results)."""
-    return on_both(pair, lambda s: greedy_many(s, PROMPTS, NEW_TOKENS))
+    return on_all(pair, lambda s: greedy_many(s, PROMPTS, NEW_TOKENS))
 
 
 def test_outputs_match_under_eviction_and_retraction(pair: Pair, loaded: list[list[dict]]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from programs import run_image_program  # type: ignore[import-not-found]
-from serverkit import Pair, assert_all_free, flush, greedy, jenga_stats, on_both, started_pair
+from serverkit import Pair, assert_all_free, flush, greedy, jenga_stats, on_all, started_pair
 
 from sglang_jenga.server import Server
 
@@ -53,19 +53,19 @@ def _assert_same(a: dict, b: dict) -> None:
 
 
 def test_text_request_matches_default(pair: Pair) -> None:
-    _assert_same(*on_both(pair, lambda s: greedy(s, "Hello there, how is the weather?", 16)))
+    _assert_same(*on_all(pair, lambda s: greedy(s, "Hello there, how is the weather?", 16)))
 
 
 def test_image_requests_match_default_and_hit_the_cache(pair: Pair, images: list[Path]) -> None:
     red, green = images
-    first = on_both(pair, lambda s: _image_request(s, red, "What colour is this?"))
+    first = on_all(pair, lambda s: _image_request(s, red, "What colour is this?"))
     _assert_same(*first)
-    again = on_both(pair, lambda s: _image_request(s, red, "What colour is this?"))
+    again = on_all(pair, lambda s: _image_request(s, red, "What colour is this?"))
     _assert_same(*again)
     assert again[1]["cached_tokens"] > 68  # the image's 68 encoder tokens and the text hit
-    other = on_both(pair, lambda s: _image_request(s, green, "What colour is this?"))
+    other = on_all(pair, lambda s: _image_request(s, green, "What colour is this?"))
     _assert_same(*other)
-    follow_up = on_both(pair, lambda s: _image_request(s, red, "Describe the shape."))
+    follow_up = on_all(pair, lambda s: _image_request(s, red, "Describe the shape."))
     _assert_same(*follow_up)
     assert follow_up[1]["cached_tokens"] >= 68  # same image, new question: the encoder pages hit
     cross = jenga_stats(pair.jenga)["types"]["cross"]
@@ -77,13 +77,13 @@ def test_chat_with_image_url_matches_default(pair: Pair, images: list[Path]) -> 
                {"type": "text", "text": "What is in the picture?"}]
     body = {"model": "tiny", "messages": [{"role": "user", "content": content}], "max_tokens": 8,
             "temperature": 0}
-    default, jenga = on_both(pair, lambda s: s.post("/v1/chat/completions", body))
+    default, jenga = on_all(pair, lambda s: s.post("/v1/chat/completions", body))
     assert jenga["choices"][0]["message"] == default["choices"][0]["message"]
     assert jenga["usage"]["prompt_tokens"] > 68
 
 
 def test_frontend_image_program_matches_default(pair: Pair, images: list[Path]) -> None:
-    default, jenga = on_both(pair, lambda s: run_image_program(s.url, images[0]))
+    default, jenga = on_all(pair, lambda s: run_image_program(s.url, images[0]))
     assert jenga == default
 
 

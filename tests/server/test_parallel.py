@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from serverkit import Pair, assert_all_free, flush, greedy_many, on_both, started_pair
+from serverkit import Pair, assert_all_free, flush, greedy_many, on_all, started_pair
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,7 @@ def tp_pair(zoo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:  #
 
 
 def test_tp2_outputs_match_and_ranks_decide_alike(tp_pair: Pair) -> None:
-    _assert_same(*on_both(tp_pair, lambda s: greedy_many(s, PROMPTS, 40)))
+    _assert_same(*on_all(tp_pair, lambda s: greedy_many(s, PROMPTS, 40)))
     states = tp_pair.jenga.get("/server_info")["internal_states"]
     assert len(states) == 1 and "jenga" in states[0]
     digests = _digests(tp_pair.jenga.log())

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from programs import CONVERSATIONS, QUESTIONS, run_text_programs  # type: ignore[import-not-found]
-from serverkit import Pair, assert_all_free, flush, greedy, greedy_many, jenga_stats, on_both, started_pair
+from serverkit import Pair, assert_all_free, flush, greedy, greedy_many, jenga_stats, on_all, started_pair
 
 pytestmark = pytest.mark.slow
 
@@ -47,8 +47,8 @@ def test_generate_and_prefix_hits_match_default(pair: Pair) -> None:
     """Each prompt twice: 40 new tokens (decoding past the window), then 16 from the cache hit, which must be
     the first run's first 16."""
     for prompt in PROMPTS:
-        first = on_both(pair, lambda s, p=prompt: greedy(s, p, 40))
-        again = on_both(pair, lambda s, p=prompt: greedy(s, p, 16))
+        first = on_all(pair, lambda s, p=prompt: greedy(s, p, 40))
+        again = on_all(pair, lambda s, p=prompt: greedy(s, p, 16))
         _assert_same(*first)
         _assert_same(*again)
         _assert_same({k: v[:16] for k, v in first[1].items() if k in ("ids", "logprobs")}, again[1])
@@ -57,21 +57,21 @@ def test_generate_and_prefix_hits_match_default(pair: Pair) -> None:
 
 def test_concurrent_batch_matches_default(pair: Pair) -> None:
     prompts = [STORY * k + f" Chapter {k}." for k in range(1, 7)]
-    for a, b in zip(*on_both(pair, lambda s: greedy_many(s, prompts, 24)), strict=True):
+    for a, b in zip(*on_all(pair, lambda s: greedy_many(s, prompts, 24)), strict=True):
         _assert_same(a, b)
 
 
 def test_openai_chat_completion(pair: Pair) -> None:
     body = {"model": "tiny", "messages": [{"role": "user", "content": "Hello there"}],
             "max_tokens": 8, "temperature": 0}
-    outs = on_both(pair, lambda s: s.post("/v1/chat/completions", body))
+    outs = on_all(pair, lambda s: s.post("/v1/chat/completions", body))
     assert outs[0]["choices"][0]["message"] == outs[1]["choices"][0]["message"]
     assert outs[1]["usage"]["completion_tokens"] <= 8 and outs[1]["usage"]["prompt_tokens"] > 3
 
 
 @pytest.mark.parametrize("pair", ["gemma3"], indirect=True)  # one model: the programs cost ~30 s a model
 def test_frontend_programs_match_default(pair: Pair) -> None:
-    default, jenga = on_both(pair, lambda s: run_text_programs(s.url))
+    default, jenga = on_all(pair, lambda s: run_text_programs(s.url))
     assert [len(turns) for turns in jenga["multi_turn_chat"]] == [len(c) for c in CONVERSATIONS]
     assert len(jenga["document_qa"]["answers"]) == len(QUESTIONS)
     assert jenga == default

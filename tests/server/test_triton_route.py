@@ -13,11 +13,10 @@ under the interpreter.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import pytest
-from serverkit import JENGA, assert_all_free, flush, greedy, greedy_many, jenga_stats, server
+from serverkit import JENGA, assert_all_free, flush, greedy, greedy_many, jenga_stats, on_all, server
 
 from sglang_jenga.server import Server, start_all, stop_all
 
@@ -46,11 +45,6 @@ def trio(zoo) -> Iterator[Trio]:  # noqa: ANN001
         stop_all(list(servers))
 
 
-def _on_all(trio: Trio, fn) -> list:  # noqa: ANN001
-    with ThreadPoolExecutor(len(trio)) as pool:
-        return list(pool.map(fn, trio))
-
-
 def _assert_same(a: dict, b: dict, abs_tol: float) -> None:
     assert a["ids"] == b["ids"]
     assert a["logprobs"] == pytest.approx(b["logprobs"], abs=abs_tol)
@@ -63,7 +57,7 @@ def test_triton_backend_is_what_runs(trio: Trio) -> None:
 
 def test_outputs_match_default_and_torch_native(trio: Trio) -> None:
     for prompt, new_tokens in RUNS:
-        reference, default, jenga = _on_all(trio, lambda s, p=prompt, n=new_tokens: greedy(s, p, n))
+        reference, default, jenga = on_all(trio, lambda s, p=prompt, n=new_tokens: greedy(s, p, n))
         _assert_same(default, jenga, 1e-5)
         _assert_same(reference, jenga, 1e-4)
     assert jenga["cached_tokens"] > 0 and default["cached_tokens"] > 0
@@ -71,7 +65,7 @@ def test_outputs_match_default_and_torch_native(trio: Trio) -> None:
 
 def test_concurrent_batch_matches_default(trio: Trio) -> None:
     prompts = [STORY * k + f" Chapter {k}." for k in range(1, 4)]
-    reference, default, jenga = _on_all(trio, lambda s: greedy_many(s, prompts, 16))
+    reference, default, jenga = on_all(trio, lambda s: greedy_many(s, prompts, 16))
     for r, d, j in zip(reference, default, jenga, strict=True):
         _assert_same(d, j, 1e-5)
         _assert_same(r, j, 1e-4)
