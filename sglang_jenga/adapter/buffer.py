@@ -99,6 +99,9 @@ class JengaBuffer:
         allocation time (sglang assigns the rows in between); None clears."""
         self._plan = plan
 
+    def _planned(self) -> list[PlannedAlloc] | None:
+        return self._plan() if self._plan is not None else None
+
     def close(self, row: int | None) -> None:
         """The request on `row` released its KV: free what it still holds, forget its record."""
         rid = self.rid(row)
@@ -113,7 +116,8 @@ class JengaBuffer:
         when no plan matches) its encoder pages (the encoder type's) and a page of every token type per
         position (`KVCacheManager.alloc_batch`). All or nothing: None when they do not fit together. `plan`:
         the entries if the caller has read them already."""
-        plan = plan if plan is not None else self._plan() if self._plan is not None else None
+        if plan is None:
+            plan = self._planned()
         if not plan or sum(p.encoder_tokens + p.tokens for p in plan) != num_tokens:
             plan = [PlannedAlloc(None, 0, num_tokens, 0)]
         parts = [BatchPart(self.rid(p.row), p.tokens, p.start,
@@ -127,7 +131,7 @@ class JengaBuffer:
         """`alloc_planned` with every type's pages in batch order. A decode step (one token for each of several
         requests that already hold token pages) goes straight to `KVCacheManager.alloc_step`, whose result has
         that shape: the same pages, without a per-request record of the batch."""
-        plan = self._plan() if self._plan is not None else None
+        plan = self._planned()
         if plan and len(plan) == num_tokens > 1 and all(p.tokens == 1 and not p.encoder_tokens for p in plan):
             rids = [self.rid(p.row) for p in plan]
             if len(set(rids)) == len(rids) and all(map(self.manager.holds_tokens, rids)):
