@@ -1,4 +1,4 @@
-"""Request-aware placement in a real server: tiny gemma3 under `--memory-manager jenga`, once with
+"""Request-aware placement in a real server: tiny gemma3 and mellum under `--memory-manager jenga`, once with
 each request its own placement owner (the default) and once with one shared owner
 (SGLANG_JENGA_PLACEMENT=shared), side by side.
 
@@ -37,12 +37,11 @@ PHASES = {
 NEW_TOKENS = {"long": 8, "short": 24, "long again": 8}
 
 
-@pytest.fixture(scope="module")
-def pair(zoo) -> Iterator[Pair]:  # noqa: ANN001
-    """(request-aware placement, one shared owner), both jenga. One model (mellum's full + sliding-window
-    pair is the same two-type case; its outputs are checked in test_text_models.py)."""
-    servers = Pair(server(zoo("gemma3"), *JENGA, max_total_tokens=BUDGET_TOKENS, core=0),
-                   server(zoo("gemma3"), *JENGA, max_total_tokens=BUDGET_TOKENS, core=1,
+@pytest.fixture(scope="module", params=["gemma3", "mellum"])
+def pair(request: pytest.FixtureRequest, zoo) -> Iterator[Pair]:  # noqa: ANN001
+    """(request-aware placement, one shared owner), both jenga."""
+    servers = Pair(server(zoo(request.param), *JENGA, max_total_tokens=BUDGET_TOKENS, core=0),
+                   server(zoo(request.param), *JENGA, max_total_tokens=BUDGET_TOKENS, core=1,
                           env={"SGLANG_JENGA_PLACEMENT": "shared"}))
     start_all(list(servers))
     try:
