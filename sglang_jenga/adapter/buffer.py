@@ -15,22 +15,32 @@ SGLANG_JENGA_PLACEMENT=shared every page does (one shared owner: request-aware p
 comparison).
 
 Per-layer views (`kv_views`) follow the core's token-major row layout (core/layout.py): type T's
-row r starts at byte r * token_bytes(T); layer l's K sits l * 2*H*D*e bytes into the row and its V
-H*D*e bytes after that. A view is `[rows, H, D]` with row stride token_bytes(T) / e, which every
+row r starts at byte r * stride(T); layer l's K sits l * 2*H*D*e bytes into the row and its V
+H*D*e bytes after that. A view is `[rows, H, D]` with row stride stride(T) / e, which every
 sglang attention backend accepts.
+
+Pipeline stages (`stage_rows`). Every stage plans the same layout (so the same page ids and the same
+decisions on every stage; build.py says which) but stores only its own layers: type T's row holds the
+stage's n(T) layers, and its stride is the stage's large page / pages_per_large(T), the stage's large page
+being the smallest multiple of lcm(pages_per_large(T) x ALIGN) that gives every type its stage row. A stage
+holding fewer layers of a type than the plan pads that type's rows (mellum, 3 sliding-window + 1 full
+layers of 512 B rows per layer, over 2 stages: the plan has 2 sliding-window layers and 1 full, a large page
+of 1,024 B; stage 0 stores 2 sliding-window layers and no full one, stage 1 one of each, so its
+sliding-window rows are 1,024 B for 512 B of data). Without pipeline parallelism the strides are the layout's own.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import torch
 
 from sglang_jenga.adapter.types import SglangTypes
-from sglang_jenga.core import BatchPart, KVCacheManager, Layout, OutOfPagesError, TwoLevelAllocator
+from sglang_jenga.core import BatchPart, KVCacheManager, Layout, OutOfPagesError, PageKind, TwoLevelAllocator
+from sglang_jenga.core.specs import ceil_div, lcm_all
 
 logger = logging.getLogger(__name__)
 SHARED = 0  # the record of pages allocated outside any request's plan
@@ -47,17 +57,57 @@ class PlannedAlloc(NamedTuple):
     start: int
 
 
-class JengaBuffer:
-    """The shared KV buffer plus the core manager that carves it. One per (target) model runner."""
+ALIGN = 64  # bytes: a stage's padded row strides are multiples of it
 
-    def __init__(self, layout: Layout, num_large_pages: int, device: str) -> None:
+
+class Rows(NamedTuple):
+    """How this process stores one type's rows: row r at byte r * `stride`, holding `layers` of the type's
+    layers (a pipeline stage's own; all of them otherwise)."""
+
+    stride: int
+    layers: int
+
+
+class StageRows(NamedTuple):
+    """This process's large page bytes and each type's `Rows` (module docstring, pipeline stages)."""
+
+    large_page_bytes: int
+    rows: dict[str, Rows]
+
+
+def stage_rows(layout: Layout, stage_layers: Mapping[str, int] | None = None) -> StageRows:
+    """The row geometry of a process storing `stage_layers` (layers per type; None: every layer). Pure."""
+    whole = {t.name: t.num_layers for t in layout.types}
+    if stage_layers is None or dict(stage_layers) == whole:
+        return StageRows(layout.large_page_bytes,
+                         {t.name: Rows(layout.row_stride_bytes(t.name), t.num_layers) for t in layout.types})
+    per_page = {t.name: t.pages_per_large for t in layout.types}
+    need = {}
+    for group in layout.model.groups:
+        n = stage_layers[group.spec.name]
+        if not 0 <= n <= group.num_layers:
+            raise ValueError(f"{group.spec.name}: a stage of {n} of its {group.num_layers} layers")
+        tokens = layout.tokens_per_page if group.spec.kind is PageKind.STATE else 1
+        need[group.spec.name] = group.spec.page_bytes(tokens, n) if n else 0
+    unit = lcm_all([per_page[name] * ALIGN for name in need])
+    large = max(unit, ceil_div(max(per_page[name] * need[name] for name in need), unit) * unit)
+    return StageRows(large, {name: Rows(large // per_page[name], stage_layers[name]) for name in need})
+
+
+class JengaBuffer:
+    """The shared KV buffer plus the core manager that carves it. One per (target) model runner; a pipeline
+    stage stores `stage_layers` of each type's layers (module docstring)."""
+
+    def __init__(self, layout: Layout, num_large_pages: int, device: str,
+                 stage_layers: Mapping[str, int] | None = None) -> None:
         if layout.tokens_per_page != 1:
             raise ValueError("the sglang adapter runs the core with one token per page")
         self.layout = layout
         self.types = SglangTypes.of(layout)  # which type plays which sglang role (adapter/types.py)
         self.device = device
         self.num_large_pages = num_large_pages
-        self.nbytes = (num_large_pages + 1) * layout.large_page_bytes
+        self.stage = stage_rows(layout, stage_layers)
+        self.nbytes = (num_large_pages + 1) * self.stage.large_page_bytes
         self.data = torch.zeros(self.nbytes, dtype=torch.uint8, device=device)
         self.shared_placement = os.environ.get(PLACEMENT_ENV, "request") == "shared"
         self.manager = self._new_manager()
@@ -172,24 +222,28 @@ class JengaBuffer:
         return (slots.to("cpu", torch.int64) - self.slot_offset(name)).tolist()
 
     # -- views ---------------------------------------------------------------------------------
+    def row_bytes(self, name: str) -> int:
+        """Byte stride between consecutive rows of type `name` in this process's buffer."""
+        return self.stage.rows[name].stride
+
     def kv_views(
         self, name: str, dtype: torch.dtype, kv_heads: int, head_dim: int
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per-layer K and V views `[rows, kv_heads, head_dim]` of type `name`, layer order as in the
-        core layout."""
-        t = self.layout.type(name)
+        """Per-layer K and V views `[rows, kv_heads, head_dim]` of type `name`'s layers stored here, layer
+        order as in the core layout."""
+        stride, layers = self.stage.rows[name]
         e = torch.empty((), dtype=dtype).element_size()
-        row, half = t.token_bytes // e, kv_heads * head_dim
-        if row * e != t.token_bytes or 2 * half * t.num_layers != row:
-            raise ValueError(f"{name}: row of {t.token_bytes} B does not hold {t.num_layers} layers "
+        row, half = stride // e, kv_heads * head_dim
+        if row * e != stride or 2 * half * layers > row:
+            raise ValueError(f"{name}: row of {stride} B does not hold {layers} layers "
                              f"of {kv_heads}x{head_dim} {dtype}")
         base = self.data.view(dtype)
-        shape, stride = (self.num_rows(name), kv_heads, head_dim), (row, head_dim, 1)
-        ks = [torch.as_strided(base, shape, stride, 2 * half * layer) for layer in range(t.num_layers)]
-        vs = [torch.as_strided(base, shape, stride, 2 * half * layer + half) for layer in range(t.num_layers)]
+        shape, strides = (self.num_rows(name), kv_heads, head_dim), (row, head_dim, 1)
+        ks = [torch.as_strided(base, shape, strides, 2 * half * layer) for layer in range(layers)]
+        vs = [torch.as_strided(base, shape, strides, 2 * half * layer + half) for layer in range(layers)]
         return ks, vs
 
     def rows_view(self, name: str) -> torch.Tensor:
-        """Type `name`'s rows as `[rows, token_bytes]` uint8 (all layers of a token in one row)."""
-        t = self.layout.type(name)
-        return self.data[: self.num_rows(name) * t.token_bytes].view(self.num_rows(name), t.token_bytes)
+        """Type `name`'s rows as `[rows, stride]` uint8 (all layers of a token in one row)."""
+        stride = self.row_bytes(name)
+        return self.data[: self.num_rows(name) * stride].view(self.num_rows(name), stride)

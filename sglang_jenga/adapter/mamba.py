@@ -62,7 +62,7 @@ class JengaMambaPool(_sgl.MambaPool):
             jenga.data, layer_num=len(mamba_layer_ids), conv_state_shapes=cache_params.shape.conv,
             conv_dtype=cache_params.dtype.conv, temporal_state_shape=cache_params.shape.temporal,
             temporal_dtype=cache_params.dtype.temporal, max_slots=jenga.num_rows(state),
-            entry_bytes=jenga.layout.type(state).page_bytes,
+            entry_bytes=jenga.row_bytes(state),
         )
         built: Any = getattr(self, "mamba_cache")  # noqa: B009 - sglang sets it; mypy cannot see its type
         self.mamba_cache: Any = dataclasses.replace(built, conv=conv, temporal=temporal)

@@ -73,7 +73,7 @@ class PlanMismatchError(RuntimeError):
 
 def region(jenga: JengaBuffer, name: str) -> TransferRegion:
     """Type `name`'s region: the whole buffer, one item per row. Pure; O(1)."""
-    stride = jenga.layout.row_stride_bytes(name)
+    stride = jenga.row_bytes(name)
     assert jenga.num_rows(name) * stride == jenga.nbytes, f"{name}: rows do not tile the buffer"
     return TransferRegion(name, jenga.data.data_ptr(), jenga.nbytes, stride)
 
