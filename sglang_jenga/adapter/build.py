@@ -18,13 +18,15 @@ from typing import Any, NamedTuple, cast
 import torch
 
 from sglang_jenga.adapter.allocator import JengaEncoderDecoderAllocator, JengaSWAAllocator, JengaTokenAllocator
-from sglang_jenga.adapter.buffer import JengaBuffer
+from sglang_jenga.adapter.buffer import JengaBuffer, stage_rows
 from sglang_jenga.adapter.compat import (
     GEMMA_ARCHITECTURES,
     build_req_to_token_pool,
     mamba_args,
     max_running_requests,
     parallel_sizes,
+    pipeline_min,
+    pipeline_stages,
     profile_available_bytes,
     req_to_token_context_len,
     schedule_args,
@@ -59,7 +61,7 @@ class UnsupportedModelError(ValueError):
 
 
 class LayerGroup(NamedTuple):
-    """One jenga layer type of the model and the global ids of its layers."""
+    """One jenga layer type of the model and the global ids of its layers (the whole model's)."""
 
     spec: LayerSpec
     layer_ids: tuple[int, ...]
@@ -67,47 +69,67 @@ class LayerGroup(NamedTuple):
 
 @dataclass(frozen=True)
 class ModelLayers:
-    """The model's layer types with their layers (tokens type first), and the head geometry all its attention
-    types share. Each type plays one sglang role (adapter/types.py)."""
+    """The model's layer types with their layers (tokens type first), the head geometry all its attention
+    types share, the layers of every pipeline stage and of this one. Each type plays one sglang role
+    (adapter/types.py).
+
+    Every stage plans the same layout, so that all make the same decisions (buffer.py, pipeline stages): each
+    type with the most layers of it any stage holds. Without pipeline parallelism that is the whole model.
+    (With the whole model's counts instead, a stage whose mix differs from the model's would pad its rows
+    more: mellum over 2 stages, 419 large pages instead of 560 at the same budget.) The pools hold this
+    stage's layers."""
 
     groups: tuple[LayerGroup, ...]
     kv_heads: int
     head_dim: int
     dtype: torch.dtype
+    stage: range
+    stages: tuple[range, ...]
     mamba_params: Any = None  # sglang's cache params of the state layers (shapes and dtypes)
 
     def model_spec(self, name: str) -> ModelSpec:
-        return ModelSpec.of(name, [(g.spec, len(g.layer_ids)) for g in self.groups])
+        return ModelSpec.of(name, [(g.spec, max(sum(i in s for i in g.layer_ids) for s in self.stages))
+                                   for g in self.groups])
 
     def layer_ids(self, role: Role) -> list[int]:
-        """Global ids of the layers of the type in `role` (empty if the model has none)."""
-        return [i for g in self.groups if role_of(g.spec).role is role for i in g.layer_ids]
+        """Global ids of this stage's layers of the type in `role` (empty if it has none)."""
+        return [i for g in self.groups if role_of(g.spec).role is role for i in g.layer_ids if i in self.stage]
+
+    def stage_layers(self) -> dict[str, int]:
+        """This stage's number of layers of each type."""
+        return {g.spec.name: sum(i in self.stage for i in g.layer_ids) for g in self.groups}
 
     @property
     def attention_layers(self) -> int:
-        """Layers that keep K and V per token (every role but the state's)."""
-        return sum(len(g.layer_ids) for g in self.groups if role_of(g.spec).role is not Role.STATE)
+        """This stage's layers that keep K and V per token (every role but the state's)."""
+        return sum(len(self.layer_ids(role)) for role in Role if role is not Role.STATE)
 
     @property
     def state_bytes(self) -> int:
-        """One request's state, all state layers (0 without state layers)."""
+        """One request's state, this stage's state layers (0 without state layers)."""
         n = len(self.layer_ids(Role.STATE))
         return state_entry_bytes(self.mamba_params, n) if n else 0
 
 
 def describe_layers(kvc: Any) -> ModelLayers:
-    """Read the layer types off sglang's configurator; raise UnsupportedModelError otherwise."""
+    """Read the layer types of the whole model and this stage's range off sglang's configurator; raise
+    UnsupportedModelError otherwise."""
     mc, info = kvc.model_config, kvc.layer_info
     _reject_unsupported(kvc)
     tp, dcp = parallel_sizes()
     in_stage = range(info.start_layer, info.end_layer)
-    full, swa, mamba_ids, mamba_params = list(in_stage), [], [], None
+    stages = pipeline_stages(mc.num_hidden_layers) or (in_stage,)
+    if in_stage not in stages:
+        raise UnsupportedModelError(f"--memory-manager jenga cannot serve this configuration: this pipeline stage "
+                                    f"runs layers {in_stage}, not one of sglang's partition {stages}. "
+                                    "Drop --pp-size or run with --memory-manager default.")
+    full, swa, mamba_ids, mamba_params = list(range(max(mc.num_hidden_layers, info.end_layer))), [], [], None
     if kvc.mambaish_config is not None:
         mamba_params = kvc.mambaish_config.mamba2_cache_params
-        mamba_ids = [i for i in mamba_params.layers if i in in_stage]
-        full = [i for i in kvc.mambaish_config.full_attention_layer_ids if i in in_stage]
-    elif info.swa_attention_layer_ids:
-        full, swa = list(info.full_attention_layer_ids), list(info.swa_attention_layer_ids)
+        mamba_ids = list(mamba_params.layers)
+        full = list(kvc.mambaish_config.full_attention_layer_ids)
+    elif info.swa_attention_layer_ids is not None:
+        full, swa = list(mc.full_attention_layer_ids), list(mc.swa_attention_layer_ids)
     cross = [i for i in getattr(mc.hf_text_config, "cross_attention_layers", None) or [] if i in full]
     full = [i for i in full if i not in cross]
     if not full:
@@ -128,7 +150,7 @@ def describe_layers(kvc: Any) -> ModelLayers:
     if mamba_ids:
         per_layer = state_entry_bytes(mamba_params, len(mamba_ids)) // len(mamba_ids)
         groups.append(LayerGroup(MambaSpec(state_bytes_per_layer=per_layer), tuple(mamba_ids)))
-    return ModelLayers(tuple(groups), kv_heads, mc.head_dim, dtype, mamba_params)
+    return ModelLayers(tuple(groups), kv_heads, mc.head_dim, dtype, in_stage, stages, mamba_params)
 
 
 def _encoder_tokens(mc: Any) -> int:
@@ -195,13 +217,15 @@ def configure(kvc: Any, pre_model_load_memory: int) -> Any:
     layers = describe_layers(kvc)
     layout = plan_layout(layers.model_spec(kvc.model_config.hf_config.architectures[0]), tokens_per_page=1)
     budget = budget_bytes(kvc, layers, pre_model_load_memory)
-    num_large = budget // layout.large_page_bytes - 1  # one large page is the reserved padding page
+    large_bytes = stage_rows(layout, layers.stage_layers()).large_page_bytes
+    # One large page is the reserved padding page; pipeline stages take the smallest count of any stage.
+    num_large = pipeline_min(budget // large_bytes - 1)
     if num_large <= 0:
         raise UnsupportedModelError(
-            f"KV budget of {budget} B is below two large pages of {layout.large_page_bytes} B; "
+            f"KV budget of {budget} B is below two large pages of {large_bytes} B; "
             "raise --max-total-tokens or --mem-fraction-static"
         )
-    jenga = JengaBuffer(layout, num_large, kvc.device)
+    jenga = JengaBuffer(layout, num_large, kvc.device, layers.stage_layers())
     if jenga.types.state:
         return _configure_state_model(kvc, jenga, layers, budget)
     info = kvc.layer_info
@@ -373,5 +397,9 @@ def plan_line(jenga: JengaBuffer, budget: int, full_cap: int, swa_cap: int) -> s
         f"padding {t.padding_bytes_per_page} B/page)" for t in layout.types
     )
     caps = f"capacity {full_cap} full-attention tokens" + (f", {swa_cap} sliding-window tokens" if swa_cap else "")
+    stage = "" if jenga.stage.large_page_bytes == layout.large_page_bytes else (
+        " (this pipeline stage: " + ", ".join(f"{name} {r.layers} layers in {r.stride} B rows"
+                                              for name, r in jenga.stage.rows.items())
+        + f", large pages of {jenga.stage.large_page_bytes} B)")
     return (f"Jenga plan: budget {budget} B, {jenga.num_large_pages} large pages of {layout.large_page_bytes} B "
-            f"(+1 reserved); {per_type}; {caps}")
+            f"(+1 reserved); {per_type}; {caps}{stage}")

@@ -160,12 +160,36 @@ def parallel_sizes() -> tuple[int, int]:
     return p.attn_tp_size, p.attn_dcp_size
 
 
-def parallel_ranks() -> tuple[int, int]:
-    """(TP rank, DP rank) of this process (DP rank 0 without data parallelism)."""
+def pipeline_min(value: int) -> int:
+    """The smallest `value` of all pipeline stages (sglang's own step for its token capacity,
+    `KVCacheConfigurator._apply_token_constraints`); `value` itself without pipeline parallelism."""
+    import torch
     from sglang.srt.runtime_context import get_parallel
 
     p = get_parallel()
-    return p.tp_rank, p.dp_rank or 0
+    if p.pp_size <= 1:
+        return value
+    t = torch.tensor(value, dtype=torch.int64)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN, group=p.world_group.cpu_group)
+    return int(t.item())
+
+
+def pipeline_stages(num_layers: int) -> tuple[range, ...]:
+    """The layers of every pipeline stage as sglang's models split them (`get_pp_indices`); () without
+    pipeline parallelism."""
+    from sglang.srt.distributed.utils import get_pp_indices
+    from sglang.srt.runtime_context import get_parallel
+
+    size = get_parallel().pp_size
+    return tuple(range(*get_pp_indices(num_layers, r, size)) for r in range(size)) if size > 1 else ()
+
+
+def parallel_ranks() -> tuple[int, int, int]:
+    """(TP rank, DP rank, PP rank) of this process (DP rank 0 without data parallelism)."""
+    from sglang.srt.runtime_context import get_parallel
+
+    p = get_parallel()
+    return p.tp_rank, p.dp_rank or 0, p.pp_rank
 
 
 def schedule_args() -> tuple[int | None, float]:

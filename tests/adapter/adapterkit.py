@@ -101,13 +101,17 @@ class Rig:
 # ----------------------------------------------------------------------------------------------------- builders
 # The pools come from adapter/build.py's own builders (`build_pools`, `build_state_pools`), as a server builds
 # them, over a `ModelLayers` written here instead of read off sglang's configurator.
-def _make_layers(*groups: tuple[LayerSpec, Sequence[int]], mamba_params: Any = None) -> ModelLayers:
+def _make_layers(*groups: tuple[LayerSpec, Sequence[int]], mamba_params: Any = None,
+                 stage: range | None = None) -> ModelLayers:
+    """The layers of a model with these groups; `stage`: the pipeline stage's layers (default: all)."""
+    if stage is None:
+        stage = range(max(i for _, ids in groups for i in ids) + 1)
     return ModelLayers(tuple(LayerGroup(spec, tuple(ids)) for spec, ids in groups), HEADS, HEAD_DIM, DTYPE,
-                       mamba_params)
+                       stage, (stage,), mamba_params)
 
 
 def _make_buffer(layers: ModelLayers, num_large: int) -> JengaBuffer:
-    return JengaBuffer(plan_layout(layers.model_spec("tiny"), 1), num_large, "cpu")
+    return JengaBuffer(plan_layout(layers.model_spec("tiny"), 1), num_large, "cpu", layers.stage_layers())
 
 
 def _make_rig_of(family: str, layers: ModelLayers, num_large: int, req_slots: int, window: int | None = None,
