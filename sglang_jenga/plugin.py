@@ -189,9 +189,10 @@ def _add_stats(result: Any, controller: Any, state: dict[str, Any]) -> None:
         from sglang_jenga.adapter.stats import decisions_digest, jenga_stats
 
         state[NAME] = stats = jenga_stats(jenga, scheduler.tree_cache)
-        # Every TP rank answers the request, only rank 0's answer is returned: the log shows the others'.
-        tp_rank, dp_rank = parallel_ranks()
-        logger.info("jenga decisions tp_rank=%d dp_rank=%d digest=%s", tp_rank, dp_rank, decisions_digest(stats))
+        # Every TP rank and pipeline stage answers the request, only one answer is returned: the log shows all.
+        tp_rank, dp_rank, pp_rank = parallel_ranks()
+        logger.info("jenga decisions tp_rank=%d dp_rank=%d pp_rank=%d digest=%s", tp_rank, dp_rank, pp_rank,
+                    decisions_digest(stats))
 
 
 def _dummy_weights(original: Any, model: Any, low: float = -1e-3, high: float = 1e-3, seed: int = 1234) -> Any:

@@ -45,8 +45,9 @@ def jenga_stats(jenga: JengaBuffer, tree_cache: Any) -> dict[str, Any]:
 
 def decisions_digest(stats: dict[str, Any]) -> str:
     """A digest of what jenga decided, independent of byte sizes: large pages free and, per type, pages used,
-    cached, evicted, free in carved large pages and large pages carved. Ranks of one tensor-parallel group
-    run the same scheduler steps, so their digests must be equal at the same step. 12 hex digits."""
+    cached, evicted, free in carved large pages and large pages carved. The ranks of one tensor-parallel group
+    and the stages of one pipeline run the same scheduler steps, so their digests must be equal at the same
+    step. 12 hex digits."""
     keys = ("pages_used", "pages_cached", "pages_evicted", "pages_free_in_carved", "large_pages_carved")
     decided = [stats["large_pages_total"], stats["large_pages_free"],
                {name: [t[k] for k in keys] for name, t in sorted(stats["types"].items())}]
