@@ -76,7 +76,7 @@ class ModelLayers:
     Every stage plans the same layout, so that all make the same decisions (buffer.py, pipeline stages): each
     type with the most layers of it any stage holds. Without pipeline parallelism that is the whole model.
     (With the whole model's counts instead, a stage whose mix differs from the model's would pad its rows
-    more: mellum over 2 stages, 419 large pages instead of 560 at the same budget.) The pools hold this
+    more: mellum over 2 stages, 419 large pages instead of 559 at the same budget.) The pools hold this
     stage's layers."""
 
     groups: tuple[LayerGroup, ...]
