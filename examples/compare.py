@@ -25,8 +25,9 @@ from programs import run_text_programs  # noqa: E402
 from sglang_jenga.models import build  # noqa: E402
 from sglang_jenga.server import Server, pinned_env, start_all, stop_all  # noqa: E402
 
+# --sleep-on-idle: an idle sglang scheduler otherwise polls at 100% of a core, slowing the other server.
 FLAGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--decode-log-interval", "1",
-         "--chunked-prefill-size", "128")
+         "--chunked-prefill-size", "128", "--sleep-on-idle")
 # Widen sglang's dummy weights so a random tiny model's outputs depend on its KV (see sglang_jenga.plugin).
 ENV = {"SGLANG_JENGA_DUMMY_WEIGHT_RANGE": "0.5"}
 LINE = "The lighthouse keeper wrote down the weather, the ships and the birds every single evening. "

@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     def run(backend):
         engine = sgl.Engine(model_path=sys.argv[1], load_format="dummy", dtype="float32", device="cpu",
                             attention_backend="torch_native", disable_cuda_graph=True, max_total_tokens=2048,
-                            random_seed=0, radix_cache_backend=backend)
+                            random_seed=0, radix_cache_backend=backend, sleep_on_idle=True)
         try:
             params = {"max_new_tokens": 12, "temperature": 0, "ignore_eos": True}
             out = engine.generate("A lighthouse keeper counts the ships", params, return_logprob=True)

@@ -16,11 +16,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from serverkit import JENGA, Pair, assert_all_free, flush, greedy_many, jenga_stats, server
+from serverkit import JENGA, Pair, assert_all_free, flush, greedy_many, jenga_stats, on_all, server
 
 from sglang_jenga.server import start_all, stop_all
 
@@ -90,8 +89,7 @@ def _run(s: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def runs(pair: Pair) -> list[dict[str, Any]]:
-    with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(_run, pair))
+    return on_all(pair, _run)
 
 
 def test_large_pages_move_between_types(runs: list[dict[str, Any]]) -> None:
