@@ -172,6 +172,9 @@ def _reject_unsupported(kvc: Any) -> None:
         _, extra_buffer, other = mamba_args()
         if kvc.is_hybrid_swa:
             problems.append(f"{arch} has both Mamba/linear-attention and sliding-window layers (not supported)")
+        if pipeline_stages(mc.num_hidden_layers):
+            problems.append(f"--pp-size with {arch}'s Mamba/linear-attention layers (not tested under jenga; "
+                            "drop --pp-size)")
         if extra_buffer:
             problems.append("--mamba-radix-cache-strategy extra_buffer (use no_buffer)")
         if other:

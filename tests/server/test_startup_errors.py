@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from serverkit import TINY_ARGS
+from serverkit import MAMBA_ARGS, TINY_ARGS
 
 from sglang_jenga.server import CPU_ARGS
 
@@ -62,16 +62,19 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def launches(zoo, tmp_path_factory) -> dict[tuple[str, ...], subprocess.CompletedProcess[str]]:  # noqa: ANN001
-    """`python -m sglang.launch_server --help`, and jenga on a model it cannot serve (two real launches, side by
-    side), plus every refused flag set through launch_server's own parsing steps in one interpreter: results
-    keyed by the extra arguments (refused flag sets: returncode 1 and the exit message as stderr if it exited)."""
+    """`python -m sglang.launch_server --help`, jenga on a model it cannot serve and on a Mamba hybrid under
+    --pp-size 2 (real launches, two side by side), plus every refused flag set through launch_server's own parsing
+    steps in one interpreter: results keyed by the extra arguments (refused flag sets: returncode 1 and the exit
+    message as stderr if it exited)."""
     base = [*CPU_ARGS, *TINY_ARGS, "--memory-manager", "jenga"]
     env = {"SGLANG_USE_CPU_ENGINE": "1", "PATH": "/usr/bin:/bin"}
     llama = ("--model-path", str(zoo("llama")))
     unsupported = ("--model-path", str(_mostly_cross_mllama(zoo, tmp_path_factory.mktemp("models"))))
     launch = [sys.executable, "-m", "sglang.launch_server"]
     flag_sets = [[*base, *llama, *flags] for flags, _ in REFUSED]
+    mamba_pp = ("--model-path", str(zoo("nemotron_h")), *MAMBA_ARGS, "--pp-size", "2")
     cmds = {("--help",): [*launch, "--help"], unsupported: [*launch, *base, *unsupported],
+            mamba_pp: ["env", "SGLANG_CPU_OMP_THREADS_BIND=0|1", *launch, *base, *mamba_pp],  # a core per stage
             ("refused",): [sys.executable, "-c", CHECK_FLAGS, json.dumps(flag_sets)]}
 
     def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
@@ -80,6 +83,7 @@ def launches(zoo, tmp_path_factory) -> dict[tuple[str, ...], subprocess.Complete
     with ThreadPoolExecutor(2) as pool:
         out = dict(zip(cmds, pool.map(run, cmds.values()), strict=True))
     out[("unsupported model",)] = out.pop(unsupported)
+    out[("mamba under pp",)] = out.pop(mamba_pp)
     checked = out.pop(("refused",))
     assert checked.returncode == 0, checked.stderr[-3000:]
     for (flags, _), result in zip(REFUSED, json.loads(checked.stdout.strip().splitlines()[-1]), strict=True):
@@ -105,3 +109,11 @@ def test_unsupported_model_stops_startup_naming_it(launches) -> None:  # noqa: A
     assert "--memory-manager jenga cannot serve this configuration" in message, message[-3000:]
     assert "MllamaForConditionalGeneration has more cross-attention than self-attention layers" in message
     assert "--memory-manager default" in message
+
+
+def test_mamba_hybrid_under_pipeline_parallelism_stops_startup(launches) -> None:  # noqa: ANN001
+    out = launches[("mamba under pp",)]
+    assert out.returncode != 0
+    message = out.stderr
+    assert "--memory-manager jenga cannot serve this configuration" in message, message[-3000:]
+    assert "--pp-size with NemotronHForCausalLM's Mamba/linear-attention layers" in message
