@@ -115,10 +115,11 @@ def describe_layers(kvc: Any) -> ModelLayers:
     """Read the layer types of the whole model and this stage's range off sglang's configurator; raise
     UnsupportedModelError otherwise."""
     mc, info = kvc.model_config, kvc.layer_info
-    _reject_unsupported(kvc)
+    pipelined = pipeline_stages(mc.num_hidden_layers)
+    _reject_unsupported(kvc, pipelined=bool(pipelined))
     tp, dcp = parallel_sizes()
     in_stage = range(info.start_layer, info.end_layer)
-    stages = pipeline_stages(mc.num_hidden_layers) or (in_stage,)
+    stages = pipelined or (in_stage,)
     if in_stage not in stages:
         raise UnsupportedModelError(f"--memory-manager jenga cannot serve this configuration: this pipeline stage "
                                     f"runs layers {in_stage}, not one of sglang's partition {stages}. "
@@ -162,7 +163,7 @@ def _encoder_tokens(mc: Any) -> int:
     return int(vision.max_num_tiles * patches)
 
 
-def _reject_unsupported(kvc: Any) -> None:
+def _reject_unsupported(kvc: Any, *, pipelined: bool) -> None:
     mc = kvc.model_config
     arch = mc.hf_config.architectures[0]
     problems = []
@@ -172,7 +173,7 @@ def _reject_unsupported(kvc: Any) -> None:
         _, extra_buffer, other = mamba_args()
         if kvc.is_hybrid_swa:
             problems.append(f"{arch} has both Mamba/linear-attention and sliding-window layers (not supported)")
-        if pipeline_stages(mc.num_hidden_layers):
+        if pipelined:
             problems.append(f"--pp-size with {arch}'s Mamba/linear-attention layers (not tested under jenga; "
                             "drop --pp-size)")
         if extra_buffer:

@@ -101,11 +101,9 @@ class Rig:
 # ----------------------------------------------------------------------------------------------------- builders
 # The pools come from adapter/build.py's own builders (`build_pools`, `build_state_pools`), as a server builds
 # them, over a `ModelLayers` written here instead of read off sglang's configurator.
-def _make_layers(*groups: tuple[LayerSpec, Sequence[int]], mamba_params: Any = None,
-                 stage: range | None = None) -> ModelLayers:
-    """The layers of a model with these groups; `stage`: the pipeline stage's layers (default: all)."""
-    if stage is None:
-        stage = range(max(i for _, ids in groups for i in ids) + 1)
+def _make_layers(*groups: tuple[LayerSpec, Sequence[int]], mamba_params: Any = None) -> ModelLayers:
+    """The layers of a model with these groups, all on one stage."""
+    stage = range(max(i for _, ids in groups for i in ids) + 1)
     return ModelLayers(tuple(LayerGroup(spec, tuple(ids)) for spec, ids in groups), HEADS, HEAD_DIM, DTYPE,
                        stage, (stage,), mamba_params)
 
