@@ -159,10 +159,17 @@ class SmallPageAllocator:
     def alloc_each(self, owners: Sequence[int]) -> list[int]:
         """One page per owner, in order (a decode step): the pages serving the owners one after the other
         would give. Raises OutOfPagesError, nothing allocated. O(len): owners whose open large page has a free
-        slot take it with one C-level pop each; the others get new open pages in one batch (`_open_new`)."""
-        n = len(owners)
-        if n > self.pages_free_in_carved + len(self.pool.free) * self.pages_per_large:
+        slot take it with one C-level pop each; the others get new open pages in one batch (`_open_new`). A type
+        whose large page holds one small page (Gemma-3's sliding window at the tiny zoo's sizes) takes whole
+        large pages, as `alloc` does."""
+        n, pool = len(owners), self.pool
+        if n > self.pages_free_in_carved + len(pool.free) * self.pages_per_large:
             raise OutOfPagesError(self.name, n, self.available())
+        if self.pages_per_large == 1 and len(pool.free) - pool.low_water >= n:
+            out: list[int] = []
+            self._take_whole(n, out)  # a small page is a whole large page: no open pages to keep
+            self.pages_used += n
+            return out
         slots = self._slots_of(owners)
         out = self._pop_open(owners, cast(Sequence[list[int]], slots)) if all(slots) else self._alloc_new(owners, slots)
         if out is None:  # an owner listed more often than its open page has free slots, or memory pressure
@@ -264,6 +271,9 @@ class SmallPageAllocator:
         pages = pages if type(pages) is list else list(pages)
         self._check_freeable(pages)
         before = len(self.pool.free)
+        if self.pages_per_large == 1:
+            self._free_singles(pages)
+            return len(pages)
         if len(pages) >= self.pages_per_large:
             pages = self._free_whole_large(pages)
         if pages:
@@ -443,6 +453,19 @@ class SmallPageAllocator:
                 holes += len(free_in[lp])
                 self._unlink(lp)
         return holes
+
+    def _free_singles(self, pages: list[int]) -> None:
+        """Free pages (checked) of a type whose small page is a whole large page: each goes back to the pool."""
+        used, carver, free_in = self._used, self.pool.carver, self._free_in
+        for p in pages:
+            used[p] = 0
+            carver[p] = None
+        if free_in:  # full open pages of `alloc` (alloc_each keeps none for this type)
+            for lp in free_in.keys() & set(pages):
+                self._unlink(lp)
+        self.pool.free.extend(pages)
+        self.pages_used -= len(pages)
+        self.large_pages_carved -= len(pages)
 
     def _free_each(self, pages: list[int]) -> None:
         """Per-page free (pages checked): back on their large page's free list, which returns to the pool

@@ -60,6 +60,24 @@ def test_decode_step_gives_full_owners_holes_then_fresh_pages() -> None:
     a.check_integrity()
 
 
+def test_decode_step_of_a_type_whose_page_is_a_whole_large_page() -> None:
+    # full 2 B, swa 5 layers = 10 B -> large 10 B: 5 full pages, 1 swa page per large page
+    layout = plan_layout(make_model(full(), swa(4, layers=5)), 1)
+    assert [t.pages_per_large for t in layout.types] == [5, 1]
+    a, turn = TwoLevelAllocator(layout, 8, low_water=0), TwoLevelAllocator(layout, 8, low_water=0)
+    a.alloc("swa", 1, owner=1)  # owner 1 has a (full) open page from `alloc`
+    turn.alloc("swa", 1, owner=1)
+    step = a.alloc_each("swa", [1, 2, 3])
+    assert step == [turn.alloc("swa", 1, owner=o)[0] for o in (1, 2, 3)] == [1, 2, 3]  # LIFO pool
+    assert a.free("swa", [2, 0]) == 2 and a.pool.free[-2:] == [2, 0]  # each page frees its large page
+    a.check_integrity()
+    assert a.free("swa", [1, 3]) == 2 and a.large_pages_free == 8
+    a.check_integrity()
+    with pytest.raises(OutOfPagesError):
+        a.alloc_each("swa", list(range(9)))
+    assert a.large_pages_free == 8
+
+
 def test_bulk_alloc_and_free_keep_the_pool_lifo() -> None:
     a = _alloc(num_large=5)
     head = a.alloc("full", 2, owner=1)  # open large page 0, 4 slots left

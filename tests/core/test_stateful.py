@@ -206,9 +206,18 @@ class PagedManagerMachine(ManagerMachine):
     P = 2
 
 
+class GemmaRatioMachine(ManagerMachine):
+    """Gemma-3's shape at the tiny zoo's sizes: five sliding-window layers per full-attention layer, so a
+    sliding-window page is a whole large page (its allocator keeps no open pages)."""
+
+    GROUPS = (full(), swa(3, layers=5))
+
+
 _settings = settings(max_examples=60, stateful_step_count=30, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow])
 TestManager = ManagerMachine.TestCase
 TestManager.settings = _settings
 TestPagedManager = PagedManagerMachine.TestCase
 TestPagedManager.settings = _settings
+TestGemmaRatio = GemmaRatioMachine.TestCase
+TestGemmaRatio.settings = _settings
