@@ -232,7 +232,8 @@ def _alloc_for_decode(original: Any, batch: Any, token_per_req: int) -> Any:
 
     enc = batch.tree_cache.encoder_len
     jenga.plan(lambda: [PlannedAlloc(r.kv.req_pool_idx, 0, token_per_req, r.kv.kv_allocated_len - enc(r))
-                        for r in batch.reqs])
+                        for r in batch.reqs],
+               (lambda: [r.kv.req_pool_idx for r in batch.reqs]) if token_per_req == 1 else None)
     try:
         return original(batch, token_per_req)
     finally:

@@ -36,6 +36,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from sglang_jenga.adapter.types import SglangTypes
@@ -105,6 +106,7 @@ class JengaBuffer:
         self.layout = layout
         self.types = SglangTypes.of(layout)  # which type plays which sglang role (adapter/types.py)
         self.device = device
+        self._on_cpu = torch.device(device).type == "cpu"
         self.num_large_pages = num_large_pages
         self.stage = stage_rows(layout, stage_layers)
         self.nbytes = (num_large_pages + 1) * self.stage.large_page_bytes
@@ -113,6 +115,7 @@ class JengaBuffer:
         self.manager = self._new_manager()
         self.on_reset: list[Callable[[], None]] = []
         self._plan: Callable[[], list[PlannedAlloc]] | None = None
+        self._step_rows: Callable[[], list[int]] | None = None
 
     def _new_manager(self) -> KVCacheManager:
         manager = KVCacheManager(self.layout, self.num_large_pages)
@@ -144,10 +147,12 @@ class JengaBuffer:
         """The manager's id of the request on req_to_token row `row` (SHARED for None or shared placement)."""
         return SHARED if row is None or self.shared_placement else int(row) + 1
 
-    def plan(self, plan: Callable[[], list[PlannedAlloc]] | None) -> None:
+    def plan(self, plan: Callable[[], list[PlannedAlloc]] | None,
+             step_rows: Callable[[], list[int]] | None = None) -> None:
         """Who the next flat `alloc_planned` is for: a function giving the entries in batch order, called at
-        allocation time (sglang assigns the rows in between); None clears."""
-        self._plan = plan
+        allocation time (sglang assigns the rows in between); None clears. `step_rows`, for a decode step
+        (one token per request): the requests' rows in batch order, cheaper to read than the entries."""
+        self._plan, self._step_rows = plan, step_rows
 
     def _planned(self) -> list[PlannedAlloc] | None:
         return self._plan() if self._plan is not None else None
@@ -178,18 +183,19 @@ class JengaBuffer:
             return None
 
     def alloc_planned_by_type(self, num_tokens: int) -> dict[str, list[int]] | None:
-        """`alloc_planned` with every type's pages in batch order. A decode step (one token for each of several
-        requests that already hold token pages) goes straight to `KVCacheManager.alloc_step`, whose result has
-        that shape: the same pages, without a per-request record of the batch."""
-        plan = self._planned()
-        if plan and len(plan) == num_tokens > 1 and all(p.tokens == 1 and not p.encoder_tokens for p in plan):
-            rids = [self.rid(p.row) for p in plan]
-            if len(set(rids)) == len(rids) and all(map(self.manager.holds_tokens, rids)):
+        """`alloc_planned` with every type's pages in batch order. A decode step planned by its rows (one token
+        for each of several requests that already hold token pages) goes straight to
+        `KVCacheManager.alloc_step`, whose result has that shape: the same pages, without a per-request record
+        of the batch."""
+        rows = self._step_rows() if self._step_rows is not None else None
+        if rows is not None and len(rows) == num_tokens > 1 and not self.shared_placement:
+            rids = [row + 1 for row in rows]  # self.rid(row)
+            if self.manager.hold_tokens(rids):
                 try:
                     return self.manager.alloc_step(rids)
                 except OutOfPagesError:
                     return None
-        parts = self.alloc_planned(num_tokens, plan)
+        parts = self.alloc_planned(num_tokens)
         if parts is None:
             return None
         return {name: [p for part in parts for p in part.get(name, ())] for name in self.manager.names}
@@ -213,9 +219,9 @@ class JengaBuffer:
         return (self.num_large_pages + 1) * self.layout.type(name).pages_per_large
 
     def to_slots(self, name: str, pages: Sequence[int]) -> torch.Tensor:
-        """Core page ids -> int64 slot tensor on the buffer's device."""
-        t = torch.tensor(pages, dtype=torch.int64)
-        return (t + self.slot_offset(name)).to(self.device)
+        """Core page ids -> int64 slot tensor on the buffer's device (numpy: a third of torch.tensor's cost)."""
+        t = torch.from_numpy(np.array(pages, dtype=np.int64) + self.slot_offset(name))
+        return t if self._on_cpu else t.to(self.device)
 
     def to_pages(self, name: str, slots: torch.Tensor) -> list[int]:
         """Slot tensor -> core page ids (a host list)."""

@@ -206,11 +206,6 @@ class KVCacheManager:
     def is_open(self, rid: int) -> bool:
         return rid in self._reqs
 
-    def holds_tokens(self, rid: int) -> bool:
-        """Whether `rid` is open and holds a token page (of its own, from its start on; released ones count)."""
-        r = self._reqs.get(rid)
-        return r is not None and any(r.pages[t] for t in self._token_idx)
-
     def held(self, rid: int) -> HeldPages:
         """What `rid` holds outside the tree (a copy)."""
         r = self._reqs[rid]
@@ -273,20 +268,36 @@ class KVCacheManager:
         return dict(zip(self.token_types, got, strict=True))
 
     def alloc_step(self, rids: Sequence[int], *, evict: bool = False) -> dict[str, list[int]]:
-        """One decode step: a page of every token type for each request of `rids`, in order. Raises
-        OutOfPagesError, allocating nothing, if they do not fit together."""
+        """One decode step: a page of every token type for each request of `rids` (distinct, open), in order.
+        Raises OutOfPagesError, allocating nothing, if they do not fit together; ValueError (KeyError if a
+        request is not open), allocating nothing, on a malformed step."""
+        reqs = [self._reqs[rid] for rid in rids]
+        if len(set(rids)) != len(rids):
+            raise ValueError(f"a decode step lists a request twice: {sorted(rids)}")
         demand = dict.fromkeys(self.token_types, len(rids))
         if evict:
             self.make_room(demand)
         got = self._joint(lambda a: a.alloc_each(rids), demand)
-        reqs = [self._reqs[rid] for rid in rids]
         for t, ps in zip(self._token_idx, got, strict=True):
             rid_of, pos_of = self._rid[t], self._pos[t]
-            for r, p in zip(reqs, ps, strict=True):
-                own = r.pages[t]
-                rid_of[p], pos_of[p] = r.rid, r.start + len(own)
-                own.append(p)
+            owns = [r.pages[t] for r in reqs]
+            list(map(pos_of.__setitem__, ps, [r.start + len(own) for r, own in zip(reqs, owns, strict=True)]))
+            list(map(rid_of.__setitem__, ps, rids))
+            list(map(list.append, owns, ps))
         return dict(zip(self.token_types, got, strict=True))
+
+    def hold_tokens(self, rids: Sequence[int]) -> bool:
+        """Whether every request of `rids` is open and holds a token page (of its own, from its start on;
+        released ones count), so `alloc_step` knows each one's next position."""
+        reqs, idx = self._reqs, self._token_idx
+        try:
+            held = itemgetter(*rids)(reqs) if len(rids) > 1 else [reqs[r] for r in rids]
+        except KeyError:
+            return False
+        if not idx:
+            return True
+        first = idx[0]  # token types grow together: the first one's list settles almost every request
+        return all(r.pages[first] or any(r.pages[t] for t in idx) for r in held)
 
     def alloc_batch(self, parts: Sequence[BatchPart]) -> list[dict[str, list[int]]]:
         """Pages for a batch of requests, all or nothing: per part, in order, its pages by type name, placed

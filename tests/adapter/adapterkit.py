@@ -277,7 +277,8 @@ def _prefix_slots(rig: Rig, req: Req) -> torch.Tensor:
 def decode(rig: Rig, reqs: Sequence[Req]) -> torch.Tensor:
     """One decode step for `reqs` (alloc_for_decode under the plugin's hook); returns the batch's slots."""
     jenga, enc = rig.jenga, rig.cache.encoder_len
-    jenga.plan(lambda: [PlannedAlloc(r.kv.req_pool_idx, 0, 1, r.kv.kv_allocated_len - enc(r)) for r in reqs])
+    jenga.plan(lambda: [PlannedAlloc(r.kv.req_pool_idx, 0, 1, r.kv.kv_allocated_len - enc(r)) for r in reqs],
+               lambda: [r.kv.req_pool_idx for r in reqs])
     try:
         locs = alloc_token_slots(rig.cache, len(reqs))
     finally:

@@ -33,6 +33,11 @@ def test_each_request_gets_its_own_large_pages_and_frees_them_whole() -> None:
     kv.alloc_tokens(1, 1)
     kv.alloc_tokens(2, 1)
     steps = [kv.alloc_step([1, 2])["full"] for _ in range(3)]
+    with pytest.raises(ValueError, match="twice"):
+        kv.alloc_step([1, 2, 1])
+    with pytest.raises(KeyError):
+        kv.alloc_step([1, 3])
+    assert kv.hold_tokens([1, 2]) and not kv.hold_tokens([1, 3])
     own = {rid: [p for p in kv.held(rid).pages["full"] if p is not None] for rid in (1, 2)}
     assert {p // 2 for p in own[1]}.isdisjoint({p // 2 for p in own[2]}), (own, steps)  # no shared large page
     kv.close(1)
