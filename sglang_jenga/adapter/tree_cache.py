@@ -196,11 +196,15 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             pages[self.state_type] = [*state, self._checkpoint_state(req)]
         result = self.jenga.manager.cache_pages(text, pages, extra)
         self._after_free(result.duplicates_freed)
-        new_row = self.path_device_indices(result.node)
-        assert len(new_row) == n, (len(new_row), n)
-        if self.swa_type:
-            self._repair_mapping(result.node, new_row, protected)
-        self.req_to_token_pool.write((kv.req_pool_idx, slice(protected, n)), new_row[protected:].to(torch.int32))
+        if any(result.duplicates_freed.get(name) for name in (self.full_type, self.cross_type) if name):
+            # The tree had some of these positions already: the row takes its pages, paired with its SWA pages.
+            # Otherwise the tree adopted the row's own pages and their pairs as they are.
+            new_row = self.path_device_indices(result.node)
+            assert len(new_row) == n, (len(new_row), n)
+            if self.swa_type:
+                self._repair_mapping(result.node, new_row, protected)
+            self.req_to_token_pool.write((kv.req_pool_idx, slice(protected, n)),
+                                         new_row[protected:].to(torch.int32))
         kv.cache_protected_len = n
         kv.cache_inserted_len = max(kv.cache_inserted_len, n)
         self.unlock(req.lock)
