@@ -31,12 +31,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from itertools import repeat
 from operator import itemgetter
 from typing import NamedTuple
 
-from .allocator import OutOfPagesError, TwoLevelAllocator
+from .allocator import OutOfPagesError, SmallPageAllocator, TwoLevelAllocator
 from .layout import Layout
 from .nodes import EvictResult, InsertResult, LockHandle, MatchResult, Node
 from .radix import TypedRadixTree
@@ -384,20 +384,25 @@ class KVCacheManager:
         """Run `take(small_allocator)` for every token type, all or nothing. If placement used more large
         pages than `plan` counted and a later type runs short, roll back and place again `packed`."""
         self._require_fits(demand)
-        for attempt in (nullcontext(), self.packed()):
-            got: list[list[int]] = []
-            with attempt:
-                try:
-                    for t in self._token_idx:
-                        got.append(take(self.allocator.types[t]))
-                    return got
-                except OutOfPagesError:
-                    for t, pages in zip(self._token_idx, got, strict=False):
-                        self.allocator.types[t].free(pages)
-                    if isinstance(attempt, nullcontext):
-                        continue
-                    raise
-        raise AssertionError("unreachable")
+        types = [self.allocator.types[t] for t in self._token_idx]
+        try:
+            return self._take_all(types, take)
+        except OutOfPagesError:
+            with self.packed():
+                return self._take_all(types, take)
+
+    @staticmethod
+    def _take_all(types: list[SmallPageAllocator], take: Callable[..., list[int]]) -> list[list[int]]:
+        """`take` from every type in turn; on OutOfPagesError, free what was taken and re-raise."""
+        got: list[list[int]] = []
+        try:
+            for a in types:
+                got.append(take(a))
+        except OutOfPagesError:
+            for a, pages in zip(types, got, strict=False):
+                a.free(pages)
+            raise
+        return got
 
     def _hold(self, r: _Request, t: int, pages: list[int]) -> None:
         own, rid_of = r.pages[t], self._rid[t]
