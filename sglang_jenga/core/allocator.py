@@ -166,10 +166,10 @@ class SmallPageAllocator:
         if n > self.pages_free_in_carved + len(pool.free) * self.pages_per_large:
             raise OutOfPagesError(self.name, n, self.available())
         if self.pages_per_large == 1 and len(pool.free) - pool.low_water >= n:
-            out: list[int] = []
-            self._take_whole(n, out)  # a small page is a whole large page: no open pages to keep
+            whole: list[int] = []
+            self._take_whole(n, whole)  # a small page is a whole large page: no open pages to keep
             self.pages_used += n
-            return out
+            return whole
         slots = self._slots_of(owners)
         out = self._pop_open(owners, cast(Sequence[list[int]], slots)) if all(slots) else self._alloc_new(owners, slots)
         if out is None:  # an owner listed more often than its open page has free slots, or memory pressure

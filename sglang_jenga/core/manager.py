@@ -32,9 +32,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from itertools import repeat
-from operator import itemgetter
-from typing import NamedTuple
+from functools import partial
+from itertools import compress, repeat
+from operator import is_not, itemgetter
+from typing import NamedTuple, cast
 
 from .allocator import OutOfPagesError, SmallPageAllocator, TwoLevelAllocator
 from .layout import Layout
@@ -43,6 +44,7 @@ from .radix import TypedRadixTree
 from .specs import PageKind, ceil_div
 
 NOT_HELD = -1
+_is_page = partial(is_not, None)  # filter(_is_page, entries): the pages of a list with None holes
 # Placement owner of every state page: a request holds one state at a time (its checkpoint copies go to the
 # tree), so there is nothing to place together, and an open large page per request would strand the other
 # state slots of it (a new request's state would carve a fresh large page that `plan` did not count).
@@ -499,10 +501,11 @@ class KVCacheManager:
         position themselves (sglang's req_to_token rows)."""
         result = self.tree.insert(tokens, pages, key)
         for t, name in enumerate(self.names):
-            rid_of = self._rid[t]
-            given = [p for p in pages.get(name, ()) if p is not None and rid_of[p] != NOT_HELD]
-            if given:
-                self._unhold(t, given, [rid_of[p] for p in given])
+            live = cast(list[int], list(filter(_is_page, pages.get(name, ()))))  # C-level passes: long rows
+            holders = list(map(self._rid[t].__getitem__, live))
+            held = list(map(NOT_HELD.__ne__, holders))
+            if any(held):
+                self._unhold(t, list(compress(live, held)), list(compress(holders, held)))
         return result
 
     def close(self, rid: int) -> int:
