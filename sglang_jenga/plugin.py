@@ -118,8 +118,6 @@ def unsupported_flags(args: Any) -> list[str]:
          "--enable-hierarchical-cache (hierarchical cache is not supported; drop it)"),
         (getattr(args, "radix_cache_backend", None) not in (None, NAME),
          f"--radix-cache-backend {getattr(args, 'radix_cache_backend', None)} (jenga is the radix cache; drop it)"),
-        (getattr(args, "page_size", None) not in (None, 1),
-         f"--page-size {getattr(args, 'page_size', None)} (jenga runs with --page-size 1)"),
         (getattr(args, "disaggregation_mode", "null") not in (None, "null"),
          f"--disaggregation-mode {getattr(args, 'disaggregation_mode', None)} (PD under jenga is not proven end "
          "to end: its pools describe their buffers to sglang's KV transfer, tested between two pools, but not "

@@ -1,9 +1,11 @@
 """sglang token allocators backed by the jenga core's request manager.
 
-sglang hands out *slots* (one token of one layer type's pool). Here a slot is a core small page
-(one token per page) shifted by the reserved large page (see buffer.py). Allocations go to the
-request that asked (`JengaBuffer.alloc_planned_by_type`), capacity questions to the manager's one
-`fits`, eviction to its `make_room`. Three allocators:
+sglang hands out *slots* (one token of one layer type's pool). Here a slot is a row of a core small
+page, which holds sglang's `--page-size` P tokens, shifted by the reserved large page (buffer.py). Sizes
+and demands sglang states in tokens are P per page. Allocations go to the request that asked
+(`JengaBuffer.alloc_planned_by_type`, and at P > 1 sglang's paged `alloc_extend` / `alloc_decode` over
+`JengaBuffer.alloc_paged`), capacity questions to the manager's one `fits`, eviction to its `make_room`.
+Three allocators:
 
 - `JengaTokenAllocator` (one attention type): sglang's `TokenToKVPoolAllocator`.
 - `JengaSWAAllocator` (full + sliding-window types): sglang's `SWATokenToKVPoolAllocator`, so the
@@ -21,33 +23,34 @@ from typing import Any
 
 import torch
 
-from sglang_jenga.adapter.buffer import JengaBuffer
+from sglang_jenga.adapter.buffer import JengaBuffer, rows_per_page
 from sglang_jenga.adapter.compat import sglang_classes, swa_allocator_fields
 
 _sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
 
 
 class TypeSlots:
-    """One layer type's slots, shaped like the sub-allocators sglang reads off an SWA allocator."""
+    """One layer type's slots, shaped like the sub-allocators sglang reads off an SWA allocator. Sizes count
+    slots (P per page of a token type)."""
 
-    page_size = 1
     free_pages = None
     release_pages = None
     debug_mode = False
 
     def __init__(self, jenga: JengaBuffer, name: str) -> None:
         self.jenga, self.name = jenga, name
-        self.size = jenga.allocator.of(name).num_pages
+        self.page_size = rows_per_page(jenga.layout, name)
+        self.size = jenga.allocator.of(name).num_pages * self.page_size
 
     def available_size(self) -> int:
-        return self.jenga.allocator.of(self.name).available()
+        return self.jenga.allocator.of(self.name).available() * self.page_size
 
     def used(self) -> int:
-        return self.jenga.allocator.of(self.name).pages_used
+        return self.jenga.allocator.of(self.name).pages_used * self.page_size
 
     def alloc(self, n: int, row: int | None = None) -> torch.Tensor:
-        """`n` slots for the request on req_to_token row `row`; raises OutOfPagesError, allocating nothing,
-        when they do not fit."""
+        """The slots of `n` pages for the request on req_to_token row `row`; raises OutOfPagesError, allocating
+        nothing, when they do not fit."""
         return self.jenga.to_slots(self.name, self.jenga.alloc_one_type(self.name, n, row))
 
     def free(self, slots: torch.Tensor) -> None:
@@ -60,23 +63,73 @@ def make_room(jenga: JengaBuffer, demand: Mapping[str, int]) -> bool:
     return jenga.manager.make_room(demand)
 
 
+def to_pages(jenga: JengaBuffer, tokens: float) -> int:
+    """Pages that hold `tokens` (sglang's token counts; P = 16: 17 tokens -> 2 pages)."""
+    return int(-(-tokens // jenga.page_size))
+
+
+class PagedAlloc:
+    """sglang's paged allocation API (`alloc_extend` / `alloc_decode`, used when --page-size > 1) over
+    `JengaBuffer.alloc_paged`: each request's new tokens fill the page its row ends in, then new pages
+    placed with its others. `_take_paged` gives the tokens type's slots and every type's new pages."""
+
+    jenga: JengaBuffer
+    tokens_type: str
+
+    def alloc_extend(self, prefix_lens: torch.Tensor, prefix_lens_cpu: torch.Tensor, seq_lens: torch.Tensor,
+                     seq_lens_cpu: torch.Tensor, last_loc: torch.Tensor, extend_num_tokens: int,
+                     **kwargs: Any) -> torch.Tensor | None:
+        got = self._take_paged(prefix_lens_cpu.tolist(), seq_lens_cpu.tolist(), last_loc.tolist())
+        return None if got is None else got[0]
+
+    def alloc_decode(self, seq_lens: torch.Tensor, seq_lens_cpu: torch.Tensor, last_loc: torch.Tensor,
+                     **kwargs: Any) -> torch.Tensor | None:
+        seq = seq_lens_cpu.tolist()
+        got = self._take_paged([s - 1 for s in seq], seq, last_loc.tolist())
+        return None if got is None else got[0]
+
+    def get_extend_allocation_demand(self, prefix_lens_cpu: torch.Tensor, seq_lens_cpu: torch.Tensor, *,
+                                     conservative_num_tokens: int, shard_size: int) -> int:
+        """The exact tokens of the new pages (sglang's default assumes a new page per request)."""
+        P = self.jenga.page_size
+        return int(((seq_lens_cpu + P - 1) // P - (prefix_lens_cpu + P - 1) // P).sum()) * P
+
+    def _take_paged(self, prefix: list[int], seq: list[int],
+                    last_loc: list[int]) -> tuple[torch.Tensor, dict[str, list[int]]] | None:
+        got = self.jenga.alloc_paged(prefix, seq)
+        if got is None:
+            return None
+        new, pages = got
+        return self.jenga.paged_slots(self.tokens_type, prefix, seq, last_loc, new, pages[self.tokens_type]), pages
+
+
 def _planned_slots(jenga: JengaBuffer, need_size: int,
                    name: str) -> tuple[torch.Tensor, dict[str, list[int]]] | None:
     """A flat allocation of `need_size` slots (`JengaBuffer.alloc_planned_by_type`): type `name`'s slots in batch
-    order, and every type's pages in batch order; None if they do not fit."""
-    pages = jenga.alloc_planned_by_type(need_size)
+    order, and every type's pages in batch order; None if they do not fit. At page size P > 1 (sglang's paged
+    `alloc`, outside its request flows) `need_size` is a multiple of P: whole pages of the SHARED record."""
+    P = jenga.page_size
+    if P > 1:
+        if need_size % P:
+            raise ValueError(f"a flat allocation of {need_size} slots is not whole pages of {P}")
+        parts = jenga.alloc_planned(need_size // P, plan=[])
+        pages = None if parts is None else {n: parts[0].get(n, []) for n in jenga.manager.names}
+    else:
+        pages = jenga.alloc_planned_by_type(need_size)
     if pages is None:
         return None
     return jenga.to_slots(name, pages[name]), pages
 
 
-class JengaTokenAllocator(_sgl.TokenToKVPoolAllocator):
+class JengaTokenAllocator(PagedAlloc, _sgl.TokenToKVPoolAllocator):
     """One attention type (e.g. a full-attention-only model): slots of the tokens type."""
 
     def __init__(self, jenga: JengaBuffer, kvcache: Any, dtype: torch.dtype, device: str) -> None:
         self.jenga = jenga
         self.slots = TypeSlots(jenga, jenga.types.tokens)
-        _sgl.BaseTokenToKVPoolAllocator.__init__(self, self.slots.size, 1, dtype, device, kvcache, False)
+        self.tokens_type = self.slots.name
+        _sgl.BaseTokenToKVPoolAllocator.__init__(self, self.slots.size, jenga.page_size, dtype, device, kvcache,
+                                                 False)
 
     def clear(self) -> None:
         self.free_group = None
@@ -100,8 +153,16 @@ class JengaTokenAllocator(_sgl.TokenToKVPoolAllocator):
     def get_all_free_pages(self) -> None:
         return None
 
+    def free_group_begin(self) -> None:
+        super().free_group_begin()
+        self.jenga.hold_closes()
 
-class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
+    def free_group_end(self) -> None:
+        super().free_group_end()
+        self.jenga.run_closes()
+
+
+class JengaSWAAllocator(PagedAlloc, _sgl.SWATokenToKVPoolAllocator):
     """The tokens type (full attention) + the paired type (sliding window, chunked local) from one pool;
     `full_to_swa_index_mapping` pairs their slots."""
 
@@ -130,9 +191,11 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         self.jenga = jenga
         assert jenga.types.paired is not None
         self.full_type, self.swa_type = jenga.types.tokens, jenga.types.paired  # type names
+        self.tokens_type = self.full_type
         self.full_attn_allocator = TypeSlots(jenga, self.full_type)
         self.swa_attn_allocator = TypeSlots(jenga, self.swa_type)
-        _sgl.BaseTokenToKVPoolAllocator.__init__(self, self.size_full, 1, dtype, device, kvcache, False)
+        _sgl.BaseTokenToKVPoolAllocator.__init__(self, self.size_full, jenga.page_size, dtype, device, kvcache,
+                                                 False)
         swa_allocator_fields(self, self.size_full, self.size_swa)
         self.need_sort = False
         # Trailing -1: a last_loc of -1 maps to -1 (sglang's convention).
@@ -153,8 +216,8 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
 
     def available_size(self) -> int:
         """Tokens that fit with both their full and their sliding-window slot."""
-        limit = min(self.full_available_size(), self.swa_available_size())
-        return self.jenga.manager.largest_fitting((self.full_type, self.swa_type), limit)
+        limit = min(self.full_available_size(), self.swa_available_size()) // self.page_size
+        return self.jenga.manager.largest_fitting((self.full_type, self.swa_type), limit) * self.page_size
 
     def swa_capacity_and_available(
         self, *, full_capacity: int, swa_capacity: int
@@ -182,9 +245,10 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         if require_token_slack and (full >= self.size_full or swa >= self.size_swa):
             return False
         if empty_pool:
-            return self.jenga.fits_empty({self.full_type: full, self.swa_type: swa})
-        return self.jenga.manager.fits({self.full_type: max(0, full - full_evictable_tokens),
-                                        self.swa_type: max(0, swa - swa_evictable_tokens)})
+            return self.jenga.fits_empty({self.full_type: to_pages(self.jenga, full),
+                                          self.swa_type: to_pages(self.jenga, swa)})
+        return self.jenga.manager.fits({self.full_type: to_pages(self.jenga, max(0, full - full_evictable_tokens)),
+                                        self.swa_type: to_pages(self.jenga, max(0, swa - swa_evictable_tokens))})
 
     def create_prefill_budget(self, tree_cache: Any, *, num_mixed_decode_tokens: int = 0) -> Any:
         return _sgl.SharedSWAPrefillBudget(self, tree_cache, num_mixed_decode_tokens=num_mixed_decode_tokens)
@@ -192,8 +256,9 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
     def evict_to_free_tokens(self, tree_cache: Any, num_tokens: int, swa_num_tokens: int | None = None) -> bool:
         """Evict from the tree until `num_tokens` full and `swa_num_tokens` (default: as many) SWA slots
         can be allocated together. Returns whether they can."""
-        return make_room(self.jenga, {self.full_type: num_tokens,
-                                      self.swa_type: num_tokens if swa_num_tokens is None else swa_num_tokens})
+        swa = num_tokens if swa_num_tokens is None else swa_num_tokens
+        return make_room(self.jenga, {self.full_type: to_pages(self.jenga, num_tokens),
+                                      self.swa_type: to_pages(self.jenga, swa)})
 
     def check_decode_capacity(self, *, num_tokens: int, tree_cache: Any, requests: Any = None,
                               spec_algorithm: Any = None) -> bool:
@@ -209,6 +274,16 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         self.set_full_to_swa_mapping(full, swa)
         return full
 
+    def _take_paged(self, prefix: list[int], seq: list[int],
+                    last_loc: list[int]) -> tuple[torch.Tensor, dict[str, list[int]]] | None:
+        """Paged allocation: the new full and sliding-window pages are paired row by row."""
+        got = super()._take_paged(prefix, seq, last_loc)
+        if got is not None:
+            pages = got[1]
+            self.set_full_to_swa_mapping(self.jenga.to_slots(self.full_type, pages[self.full_type]),
+                                         self.jenga.to_slots(self.swa_type, pages[self.swa_type]))
+        return got
+
     def set_full_to_swa_mapping(self, full_indices: torch.Tensor, swa_indices: torch.Tensor) -> None:
         if full_indices.numel():
             self.full_to_swa_index_mapping[full_indices.long()] = swa_indices.long()
@@ -223,10 +298,11 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
         self.free(free_index)
 
     def free_swa(self, free_index: torch.Tensor) -> None:
-        """Free the SWA peers of full slots `free_index` (those still paired) and unpair them."""
+        """Free the SWA peers of full slots `free_index` (those still paired) and unpair them; at P > 1 the
+        peers of every slot of their pages (sglang's rule: a page is freed whole)."""
         if free_index.numel() == 0:
             return
-        full = free_index.long()
+        full = self.jenga.page_rows(self.full_type, free_index.long())
         swa = self.full_to_swa_index_mapping[full]
         swa = swa[swa > 0]
         self.full_to_swa_index_mapping[full] = 0
@@ -252,6 +328,7 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
     def free_group_begin(self) -> None:
         _sgl.BaseTokenToKVPoolAllocator.free_group_begin(self)
         self.swa_free_group = []
+        self.jenga.hold_closes()
 
     def free_group_end(self) -> None:
         full, self.free_group = self.free_group, None
@@ -260,6 +337,7 @@ class JengaSWAAllocator(_sgl.SWATokenToKVPoolAllocator):
             self.swa_attn_allocator.free(torch.cat(swa))
         if full:
             self.full_attn_allocator.free(torch.cat(full))
+        self.jenga.run_closes()
 
     def on_tree_freed(self, pages: Mapping[str, list[int]]) -> None:
         """The tree freed these core pages (eviction, duplicates): unpair their slots."""

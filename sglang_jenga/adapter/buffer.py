@@ -2,8 +2,10 @@
 
 Large page 0 of the buffer is reserved: it holds slot 0 of every type, which sglang uses as the
 padding slot (dummy writes of padded tokens land there), so no real page ever shares bytes with it.
-Core large page i is buffer large page i + 1, hence a type's sglang slot = core page + one large
-page worth of slots (`slot_offset`).
+Core large page i is buffer large page i + 1. Slots are rows: with sglang's `--page-size` P, a small
+page of a token type holds P rows (core/layout.py), so core page k's slots are (k + L) * P + j for
+0 <= j < P, L the type's pages per large page (`to_slots`); a state type has one row per page.
+Example, P = 16, 5 pages per large page: core page 2 is slots 112..127.
 
 Requests. The core `KVCacheManager` keeps one record per running sglang request, keyed by its
 req_to_token row + 1 (unique while the request holds KV; the record is closed when sglang releases
@@ -89,10 +91,16 @@ def stage_rows(layout: Layout, stage_layers: Mapping[str, int] | None = None) ->
         if not 0 <= n <= group.num_layers:
             raise ValueError(f"{group.spec.name}: a stage of {n} of its {group.num_layers} layers")
         tokens = layout.tokens_per_page if group.spec.kind is PageKind.STATE else 1
-        need[group.spec.name] = group.spec.page_bytes(tokens, n) if n else 0
-    unit = lcm_all([per_page[name] * ALIGN for name in need])
-    large = max(unit, ceil_div(max(per_page[name] * need[name] for name in need), unit) * unit)
-    return StageRows(large, {name: Rows(large // per_page[name], stage_layers[name]) for name in need})
+        need[group.spec.name] = group.spec.page_bytes(tokens, n) if n else 0  # one row of the stage's layers
+    per_large = {name: per_page[name] * rows_per_page(layout, name) for name in need}  # rows per large page
+    unit = lcm_all([per_large[name] * ALIGN for name in need])
+    large = max(unit, ceil_div(max(per_large[name] * need[name] for name in need), unit) * unit)
+    return StageRows(large, {name: Rows(large // per_large[name], stage_layers[name]) for name in need})
+
+
+def rows_per_page(layout: Layout, name: str) -> int:
+    """Rows (sglang slots) of one small page of type `name`: P for token and encoder types, 1 for state."""
+    return 1 if layout.type(name).kind is PageKind.STATE else layout.tokens_per_page
 
 
 class JengaBuffer:
@@ -101,13 +109,13 @@ class JengaBuffer:
 
     def __init__(self, layout: Layout, num_large_pages: int, device: str,
                  stage_layers: Mapping[str, int] | None = None) -> None:
-        if layout.tokens_per_page != 1:
-            raise ValueError("the sglang adapter runs the core with one token per page")
         self.layout = layout
         self.types = SglangTypes.of(layout)  # which type plays which sglang role (adapter/types.py)
         self.device = device
         self._on_cpu = torch.device(device).type == "cpu"
         self.num_large_pages = num_large_pages
+        self.page_size = layout.tokens_per_page  # sglang's --page-size: rows per small page of a token type
+        self._rows = {t.name: rows_per_page(layout, t.name) for t in layout.types}
         self.stage = stage_rows(layout, stage_layers)
         self.nbytes = (num_large_pages + 1) * self.stage.large_page_bytes
         self.data = torch.zeros(self.nbytes, dtype=torch.uint8, device=device)
@@ -116,6 +124,7 @@ class JengaBuffer:
         self.on_reset: list[Callable[[], None]] = []
         self._plan: Callable[[], list[PlannedAlloc]] | None = None
         self._step_rows: Callable[[], list[int]] | None = None
+        self._closes: list[int | None] | None = None  # rows whose close waits for a free group's end
 
     def _new_manager(self) -> KVCacheManager:
         manager = KVCacheManager(self.layout, self.num_large_pages)
@@ -158,12 +167,29 @@ class JengaBuffer:
         return self._plan() if self._plan is not None else None
 
     def close(self, row: int | None) -> None:
-        """The request on `row` released its KV: free what it still holds, forget its record."""
+        """The request on `row` released its KV: free what it still holds, forget its record. Between
+        `hold_closes` and `run_closes` it waits."""
+        if self._closes is not None:
+            self._closes.append(row)
+            return
         rid = self.rid(row)
         if rid != SHARED and self.manager.is_open(rid):
             left = self.manager.close(rid)
             if left:
                 logger.warning("jenga: request row %s released with %d pages still its own (freed)", row, left)
+
+    def hold_closes(self) -> None:
+        """Hold `close` calls until `run_closes` (sglang's free group, which queues its frees until it ends). A
+        request's row is released inside the group: at page size > 1 its partial last page is among the queued
+        frees, so its record must outlive them (closing first would free that page, and the queued free would
+        then find it free)."""
+        self._closes = []
+
+    def run_closes(self) -> None:
+        """Close the rows held since `hold_closes`, and stop holding."""
+        rows, self._closes = self._closes or [], None
+        for row in rows:
+            self.close(row)
 
     def alloc_planned(self, num_tokens: int,
                       plan: list[PlannedAlloc] | None = None) -> list[dict[str, list[int]]] | None:
@@ -200,6 +226,44 @@ class JengaBuffer:
             return None
         return {name: [p for part in parts for p in part.get(name, ())] for name in self.manager.names}
 
+    def alloc_paged(self, prefix_lens: Sequence[int],
+                    seq_lens: Sequence[int]) -> tuple[list[int], dict[str, list[int]]] | None:
+        """Token pages for positions [prefix_lens[i], seq_lens[i]) of each planned request (batch order) at
+        P = `page_size` tokens per page: request i gets pages ceil(prefix / P) .. ceil(seq / P) - 1 of its
+        sequence, the page its row already has taking the first tokens. Returns (new pages per request, every
+        token type's pages in batch order), or None, allocating nothing, when they do not fit together.
+        P = 16, prefix 20, seq 50: two new pages (positions 2 and 3: tokens 32..49); tokens 20..31 go to the
+        row's page 1. A plan that does not match the batch puts the pages in the SHARED record."""
+        P = self.page_size
+        starts = [ceil_div(p, P) for p in prefix_lens]
+        new = [ceil_div(s, P) - b for s, b in zip(seq_lens, starts, strict=True)]
+        rows: Sequence[int | None] | None = self._step_rows() if self._step_rows is not None else None
+        if rows is None:
+            rows = [p.row for p in self._planned() or ()]
+        if len(rows) != len(new):
+            rows = [None] * len(new)
+        parts = [BatchPart(self.rid(row), n, b) for row, n, b in zip(rows, new, starts, strict=True) if n]
+        try:
+            got = self.manager.alloc_batch(parts) if parts else []
+        except OutOfPagesError:
+            return None
+        return new, {name: [p for part in got for p in part[name]] for name in self.manager.token_types}
+
+    def paged_slots(self, name: str, prefix_lens: Sequence[int], seq_lens: Sequence[int], last_loc: Sequence[int],
+                    new: Sequence[int], pages: Sequence[int]) -> torch.Tensor:
+        """The slots of positions [prefix, seq) of each request, concatenated (sglang's `alloc_extend` result):
+        the rest of the page holding slot `last_loc` (the row's last one), then its `new` pages of `pages` (type
+        `name`'s, batch order, from `alloc_paged`)."""
+        P = self.page_size
+        fresh, at, out = self._slot_array(name, pages), 0, []
+        for p, s, last, n in zip(prefix_lens, seq_lens, last_loc, new, strict=True):
+            k = min(s - p, -p % P)
+            if k:
+                out.append(np.arange(last + 1, last + 1 + k, dtype=np.int64))
+            out.append(fresh[at:at + s - p - k])
+            at += n * P
+        return self._on_device(np.concatenate(out) if out else np.empty(0, np.int64))
+
     @property
     def _encoder(self) -> str:
         assert self.types.encoder is not None, "encoder tokens planned for a model without an encoder type"
@@ -211,21 +275,47 @@ class JengaBuffer:
 
     # -- slots <-> core pages -------------------------------------------------------------------
     def slot_offset(self, name: str) -> int:
-        """sglang slot of core page 0 of type `name` (one reserved large page of slots)."""
-        return self.layout.type(name).pages_per_large
+        """sglang slot of row 0 of core page 0 of type `name` (one reserved large page of rows)."""
+        return self.layout.type(name).pages_per_large * self._rows[name]
 
     def num_rows(self, name: str) -> int:
         """Rows of type `name` across the whole buffer, the reserved large page included."""
-        return (self.num_large_pages + 1) * self.layout.type(name).pages_per_large
+        return (self.num_large_pages + 1) * self.layout.type(name).pages_per_large * self._rows[name]
 
     def to_slots(self, name: str, pages: Sequence[int]) -> torch.Tensor:
-        """Core page ids -> int64 slot tensor on the buffer's device (numpy: a third of torch.tensor's cost)."""
-        t = torch.from_numpy(np.array(pages, dtype=np.int64) + self.slot_offset(name))
+        """Core page ids -> int64 tensor of every slot of those pages, in order, on the buffer's device (numpy:
+        a third of torch.tensor's cost). P = 16: pages [0, 2] of a type with 5 pages per large page ->
+        slots 80..95, 112..127."""
+        return self._on_device(self._slot_array(name, pages))
+
+    def _slot_array(self, name: str, pages: Sequence[int]) -> np.ndarray:
+        rows = self._rows[name]
+        first = np.array(pages, dtype=np.int64) * rows + self.slot_offset(name)
+        return (first[:, None] + np.arange(rows, dtype=np.int64)).reshape(-1) if rows > 1 else first
+
+    def _on_device(self, slots: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(slots)
         return t if self._on_cpu else t.to(self.device)
 
+    def page_rows(self, name: str, slots: torch.Tensor) -> torch.Tensor:
+        """Every slot of the pages holding `slots` (repeats kept), on their device: P = 16, slot 115 -> 112..127."""
+        rows = self._rows[name]
+        if rows == 1:
+            return slots
+        base = slots.long() // rows * rows
+        return (base[:, None] + torch.arange(rows, dtype=torch.int64, device=slots.device)).reshape(-1)
+
     def to_pages(self, name: str, slots: torch.Tensor) -> list[int]:
-        """Slot tensor -> core page ids (a host list)."""
-        return (slots.to("cpu", torch.int64) - self.slot_offset(name)).tolist()
+        """Slot tensor -> the core pages holding them, each once, in order of first appearance (a host list)."""
+        host = slots.to("cpu", torch.int64)
+        rows = self._rows[name]
+        if rows == 1:
+            return (host - self.slot_offset(name)).tolist()
+        pages = host.numpy() // rows - self.layout.type(name).pages_per_large
+        if len(pages) > 1 and not (np.diff(pages) > 0).all():  # not strictly rising: drop repeats, keep order
+            _, first = np.unique(pages, return_index=True)
+            pages = pages[np.sort(first)]
+        return pages.tolist()
 
     # -- views ---------------------------------------------------------------------------------
     def row_bytes(self, name: str) -> int:

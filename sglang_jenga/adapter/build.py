@@ -50,6 +50,7 @@ from sglang_jenga.core import (
     SlidingWindowSpec,
     plan_layout,
 )
+from sglang_jenga.core.specs import ceil_div
 
 _sgl = sglang_classes()
 logger = logging.getLogger(__name__)
@@ -154,6 +155,10 @@ def describe_layers(kvc: Any) -> ModelLayers:
     return ModelLayers(tuple(groups), kv_heads, mc.head_dim, dtype, in_stage, stages, mamba_params)
 
 
+def _has_cross_attention(mc: Any) -> bool:
+    return bool(getattr(mc.hf_text_config, "cross_attention_layers", None))
+
+
 def _encoder_tokens(mc: Any) -> int:
     """Most encoder tokens of one request (mllama: tiles x (patches + 1)); 0 without a vision tower."""
     vision = getattr(mc.hf_config, "vision_config", None)
@@ -188,8 +193,10 @@ def _reject_unsupported(kvc: Any, *, pipelined: bool) -> None:
         problems.append(f"{arch} has v_head_dim {mc.v_head_dim} != head_dim {mc.head_dim}")
     if kvc.kv_cache_dtype not in _SUPPORTED_DTYPES:
         problems.append(f"--kv-cache-dtype {kvc.kv_cache_dtype} (use auto, bfloat16, float16 or float32)")
-    if kvc.page_size != 1:
-        problems.append(f"--page-size {kvc.page_size} (jenga runs with --page-size 1)")
+    if kvc.page_size != 1 and (kvc.mambaish_config is not None or _has_cross_attention(mc)):
+        kind = "Mamba/linear-attention" if kvc.mambaish_config is not None else "cross-attention"
+        problems.append(f"--page-size {kvc.page_size} with {arch}'s {kind} layers (jenga pages those with "
+                        "--page-size 1; use it)")
     if problems:
         raise UnsupportedModelError(
             "--memory-manager jenga cannot serve this configuration: " + "; ".join(problems)
@@ -219,7 +226,7 @@ def budget_bytes(kvc: Any, layers: ModelLayers, pre_model_load_memory: int) -> i
 def configure(kvc: Any, pre_model_load_memory: int) -> Any:
     """Build the jenga buffer, pools, allocator and req_to_token pool; returns KVCacheConfigResult."""
     layers = describe_layers(kvc)
-    layout = plan_layout(layers.model_spec(kvc.model_config.hf_config.architectures[0]), tokens_per_page=1)
+    layout = plan_layout(layers.model_spec(kvc.model_config.hf_config.architectures[0]), tokens_per_page=kvc.page_size)
     budget = budget_bytes(kvc, layers, pre_model_load_memory)
     large_bytes = stage_rows(layout, layers.stage_layers()).large_page_bytes
     # One large page is the reserved padding page; pipeline stages take the smallest count of any stage.
@@ -383,14 +390,15 @@ def build_state_pools(jenga: JengaBuffer, layers: ModelLayers, device: str, *, m
 
 def _capacities(jenga: JengaBuffer) -> tuple[int, int]:
     """(full, swa) token capacities to report: the most tokens-type tokens the pool holds while one request
-    keeps its window of paired-type tokens, and the paired type's slots."""
-    full, swa = jenga.types.tokens, jenga.types.paired
+    keeps its window of paired-type tokens (window + 1 tokens span ceil((window + 1) / P) + 1 pages at most),
+    and the paired type's slots."""
+    full, swa, P = jenga.types.tokens, jenga.types.paired, jenga.page_size
     full_all = jenga.allocator.of(full).num_pages
     if swa is None:
-        return full_all, 0
-    window = (jenga.types.window_tokens or 0) + 1
-    return _largest(full_all, lambda n: jenga.fits_empty({full: n, swa: min(n, window)})), \
-        jenga.allocator.of(swa).num_pages
+        return full_all * P, 0
+    window = ceil_div((jenga.types.window_tokens or 0) + 1, P) + (P > 1)
+    return _largest(full_all, lambda n: jenga.fits_empty({full: n, swa: min(n, window)})) * P, \
+        jenga.allocator.of(swa).num_pages * P
 
 
 def plan_line(jenga: JengaBuffer, budget: int, full_cap: int, swa_cap: int) -> str:

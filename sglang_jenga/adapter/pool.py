@@ -25,12 +25,13 @@ class JengaMHAPool(MHABufferHook, _sgl.MHATokenToKVPool):
     def __init__(self, *, jenga: JengaBuffer, type_name: str, reported_bytes: int, size: int | None = None,
                  **kwargs: Any) -> None:
         rows = jenga.num_rows(type_name)
-        assert size in (None, rows - 1), f"{type_name}: pool size {size} != {rows - 1} rows"
+        # sglang's size excludes one reserved page of slots (its padding page); jenga reserves a large page.
+        assert size in (None, rows - jenga.page_size), f"{type_name}: pool size {size} != {rows} rows - a page"
         self._jenga = jenga
         self._jenga_type = type_name
         self._jenga_bytes = reported_bytes
         kwargs["enable_kv_cache_copy"] = False  # move_kv_cache below copies whole rows instead
-        super().__init__(size=rows - 1, page_size=1, **kwargs)
+        super().__init__(size=rows - jenga.page_size, page_size=jenga.page_size, **kwargs)
 
     def create_buffers(self) -> None:
         self.k_buffer, self.v_buffer = self._jenga.kv_views(
@@ -66,9 +67,9 @@ class JengaSWAKVPool(_sgl.SWAKVPool):
         full, swa = jenga.types.tokens, jenga.types.paired
         assert swa is not None
         super().__init__(
-            size=jenga.num_rows(full) - 1,
-            size_swa=jenga.num_rows(swa) - 1,
-            page_size=1,
+            size=jenga.num_rows(full) - jenga.page_size,
+            size_swa=jenga.num_rows(swa) - jenga.page_size,
+            page_size=jenga.page_size,
             full_kv_pool_class=JengaMHAPool,
             swa_kv_pool_class=JengaMHAPool,
             full_kv_pool_kwargs={"jenga": jenga, "type_name": full, **full_kwargs},

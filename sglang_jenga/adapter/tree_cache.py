@@ -31,7 +31,7 @@ from typing import Any, cast
 import torch
 
 from sglang_jenga.adapter.allocator import make_room
-from sglang_jenga.adapter.buffer import JengaBuffer
+from sglang_jenga.adapter.buffer import JengaBuffer, rows_per_page
 from sglang_jenga.adapter.compat import sglang_classes
 from sglang_jenga.core import EvictResult, LockHandle, Node, TypedRadixTree
 
@@ -43,12 +43,12 @@ class JengaRadixCache(_sgl.BasePrefixCache):
     `swa_type` (paired), `cross_type` (encoder), `state_type` (state); None where the model has none."""
 
     def __init__(self, params: Any, jenga: JengaBuffer) -> None:
-        if params.page_size != 1:
-            raise ValueError("--memory-manager jenga runs with --page-size 1")
+        if params.page_size != jenga.page_size:
+            raise ValueError(f"page size {params.page_size} != the jenga layout's {jenga.page_size}")
         self.disable = params.disable
         self.req_to_token_pool = params.req_to_token_pool
         self.token_to_kv_pool_allocator = params.token_to_kv_pool_allocator
-        self.page_size = 1
+        self.page_size = jenga.page_size  # tokens per small page: keys are matched and inserted in whole pages
         self.jenga = jenga
         types = jenga.types
         self.full_type, self.swa_type, self.cross_type, self.state_type = (
@@ -125,7 +125,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         if self.disable or len(tokens) == 0 or len(tokens) < enc:
             return miss
         text, extra = self._split_key(tokens, _extra_key(key), enc)
-        hit = self.tree.match(text, extra)
+        hit = self.tree.match(text[:len(text) // self.page_size * self.page_size], extra)
         if hit.node is None or (enc and not hit.pages[cast("str", self.cross_type)].pages):
             return miss
         if self.state_type and hit.hit_tokens and params.cow_mamba and not self._copy_on_write(params.req, hit):
@@ -152,7 +152,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
     def touch_prefix(self, key: Any) -> None:
         tokens = key.raw_token_ids()
         if not self.disable and len(tokens) and not self.cross_type:
-            self.tree.match(tokens, _extra_key(key))
+            self.tree.match(tokens[:len(tokens) // self.page_size * self.page_size], _extra_key(key))
 
     def path_device_indices(self, node: Any) -> torch.Tensor:
         """Slots from the row's start to the end of `node`: the encoder's cross-attention slots (if
@@ -177,9 +177,12 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         Tokens below `cache_protected_len` are the tree's already (the matched prefix): they are
         passed as the tree's own full pages with no sliding-window claim. The request's own tokens
         bring their full pages and, where the request has not released them, their SWA pages; the
-        tree frees what it already had (duplicates) and adopts SWA pages into its tombstones.
+        tree frees what it already had (duplicates) and adopts SWA pages into its tombstones. At
+        page size P only whole pages go in (up_to rounded down to a multiple of P, as sglang's
+        paged caches do): the partial page stays the request's.
         """
         enc = self.encoder_len(req)
+        up_to -= (up_to - enc) % self.page_size
         if self.disable or up_to < enc or up_to == 0:
             return  # a state slot the request still holds is freed by on_release
         kv, tokens = req.kv, req.full_untruncated_fill_ids[:up_to]
@@ -245,21 +248,23 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             super().free_kv_row(kv, text)
 
     def _request_swa_pages(self, kv: Any, row: torch.Tensor, protected: int) -> list[int | None]:
-        """SWA page per position: None below `protected` (the tree's) and where the request released its
-        own (below its SWA eviction cursor); else the page paired with the full slot."""
-        lo = max(protected, kv.get_evicted_seqlen(_sgl.ComponentType.SWA))
+        """SWA page per page position: None below `protected` (the tree's) and where the request released its
+        own (below its SWA eviction cursor: unpaired); else the page paired with the full page's first slot."""
+        P = self.page_size
+        lo = max(protected, kv.get_evicted_seqlen(_sgl.ComponentType.SWA)) // P * P
         mapping = self.token_to_kv_pool_allocator.full_to_swa_index_mapping
-        swa = mapping[row[lo:]]
-        pages = self.jenga.to_pages(cast("str", self.swa_type), swa)
-        own = [p if s > 0 else None for p, s in zip(pages, swa.tolist(), strict=True)]
-        return [None] * lo + own
+        swa = mapping[row[lo::P]]
+        pages = (swa // P - self.jenga.layout.type(cast("str", self.swa_type)).pages_per_large).tolist()
+        own: list[int | None] = [None] * (lo // P)
+        own += [p if s > 0 else None for p, s in zip(pages, swa.tolist(), strict=True)]
+        return own
 
     def _repair_mapping(self, node: Node, full_row: torch.Tensor, protected: int) -> None:
         """Pair each new full slot of the request's row with the SWA page the tree holds there."""
         swa_type = cast("str", self.swa_type)
-        swa = self._path_pages(node, self.tree.names.index(swa_type))[protected:]
+        swa = self._path_pages(node, self.tree.names.index(swa_type))[protected // self.page_size:]
         full = full_row[protected:]
-        alive = torch.tensor([p is not None for p in swa], dtype=torch.bool)
+        alive = torch.tensor([p is not None for p in swa], dtype=torch.bool).repeat_interleave(self.page_size)
         if bool(alive.any()):
             swa_slots = self.jenga.to_slots(swa_type, [p for p in swa if p is not None])
             self.token_to_kv_pool_allocator.set_full_to_swa_mapping(full[alive.to(full.device)], swa_slots)
@@ -307,18 +312,18 @@ class JengaRadixCache(_sgl.BasePrefixCache):
     def evict(self, params: Any) -> Any:
         """Free at least `num_tokens` full and `swa_num_tokens` sliding-window pages, and enough to
         allocate `mamba_num` more state slots than are free now (or all it can)."""
-        names = self.tree.names
-        want = {names.index(self.full_type): params.num_tokens}
+        names, P = self.tree.names, self.page_size
+        want = {names.index(self.full_type): -(-params.num_tokens // P)}
         if self.swa_type:
-            want[names.index(self.swa_type)] = params.swa_num_tokens
+            want[names.index(self.swa_type)] = -(-params.swa_num_tokens // P)
         states: dict[str, int] = {}
         if self.state_type and params.mamba_num > 0:
             states[self.state_type] = params.mamba_num + self.jenga.allocator.of(self.state_type).available()
         manager = self.jenga.manager
         result = manager.evict_until(lambda freed: all(freed[t] >= n for t, n in want.items())
                                      and (not states or manager.fits(states)))
-        def freed(name: str | None) -> int:
-            return len(result.pages.get(name, ())) if name else 0
+        def freed(name: str | None) -> int:  # tokens (P per page) of a token type, pages of the state type
+            return len(result.pages.get(name, ())) * rows_per_page(self.jenga.layout, name) if name else 0
 
         return _sgl.EvictResult(num_tokens_evicted=freed(self.full_type), swa_num_tokens_evicted=freed(self.swa_type),
                                 mamba_num_evicted=freed(self.state_type))
@@ -329,11 +334,12 @@ class JengaRadixCache(_sgl.BasePrefixCache):
 
     # -- sizes ----------------------------------------------------------------------------------
     def _cached(self, name: str | None) -> tuple[int, int]:
-        """(cached, locked) pages of type `name` in the tree; (0, 0) for a role the model lacks (None)."""
+        """(cached, locked) slots of type `name` in the tree (tokens: P per page); (0, 0) for a role the model
+        lacks (None)."""
         if name is None:
             return 0, 0
-        t = self.tree.names.index(name)
-        return self.tree.cached_pages[t], self.tree.locked_pages[t]
+        t, rows = self.tree.names.index(name), rows_per_page(self.jenga.layout, name)
+        return self.tree.cached_pages[t] * rows, self.tree.locked_pages[t] * rows
 
     def _evictable(self, name: str | None) -> int:
         cached, locked = self._cached(name)

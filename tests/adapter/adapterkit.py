@@ -32,7 +32,12 @@ import torch
 from sglang.srt.configs.mamba_utils import Mamba2CacheParams, Mamba2StateShape
 from sglang.srt.environ import envs
 from sglang.srt.managers.schedule_batch import FINISH_LENGTH, MultimodalInputs, Req
-from sglang.srt.mem_cache.allocation import alloc_req_slots, alloc_token_slots
+from sglang.srt.mem_cache.allocation import (
+    alloc_paged_token_slots_decode,
+    alloc_paged_token_slots_extend,
+    alloc_req_slots,
+    alloc_token_slots,
+)
 from sglang.srt.mem_cache.base_prefix_cache import EvictParams
 from sglang.srt.mem_cache.cache_init_params import CacheInitParams
 from sglang.srt.mem_cache.common import checkpoint_kv_cache, release_kv_cache
@@ -108,14 +113,14 @@ def _make_layers(*groups: tuple[LayerSpec, Sequence[int]], mamba_params: Any = N
                        stage, (stage,), mamba_params)
 
 
-def _make_buffer(layers: ModelLayers, num_large: int) -> JengaBuffer:
-    return JengaBuffer(plan_layout(layers.model_spec("tiny"), 1), num_large, "cpu", layers.stage_layers())
+def _make_buffer(layers: ModelLayers, num_large: int, page_size: int = 1) -> JengaBuffer:
+    return JengaBuffer(plan_layout(layers.model_spec("tiny"), page_size), num_large, "cpu", layers.stage_layers())
 
 
 def _make_rig_of(family: str, layers: ModelLayers, num_large: int, req_slots: int, window: int | None = None,
-                 encoder_tokens: int = 0) -> Rig:
-    """The rig of a model without a state type, its pools by build.POOLS."""
-    jenga = _make_buffer(layers, num_large)
+                 encoder_tokens: int = 0, page_size: int = 1) -> Rig:
+    """The rig of a model without a state type, its pools by build.POOLS, at sglang's --page-size `page_size`."""
+    jenga = _make_buffer(layers, num_large, page_size)
     pools = build_pools(jenga, layers, "cpu")
     return _make_cache(family, jenga, _make_req_pool(req_slots), pools.allocator, window, encoder_tokens)
 
@@ -123,7 +128,7 @@ def _make_rig_of(family: str, layers: ModelLayers, num_large: int, req_slots: in
 def _make_cache(family: str, jenga: JengaBuffer, req_pool: Any, allocator: Any, window: int | None = None,
                 encoder_tokens: int = 0) -> Rig:
     params = CacheInitParams(disable=False, req_to_token_pool=req_pool, token_to_kv_pool_allocator=allocator,
-                             page_size=1, sliding_window_size=window)
+                             page_size=jenga.page_size, sliding_window_size=window)
     cache = JengaRadixCache(params, jenga)
     return Rig(family, jenga, req_pool, allocator, cache, window, encoder_tokens)
 
@@ -132,12 +137,18 @@ def _make_req_pool(req_slots: int) -> ReqToTokenPool:
     return ReqToTokenPool(size=req_slots, max_context_len=MAX_CONTEXT, device="cpu", enable_memory_saver=False)
 
 
-def _make_swa(num_large: int = 32, window: int = 4, req_slots: int = 8) -> Rig:
-    """Full attention (3 layers, 24 B/token) + sliding window `window` (4 layers, 32 B/token): a 96 B large
-    page holds 4 full or 3 SWA pages."""
+def _make_swa(num_large: int = 32, window: int = 4, req_slots: int = 8, page_size: int = 1) -> Rig:
+    """Full attention (3 layers, 24 B/token) + sliding window `window` (4 layers, 32 B/token): a large page
+    (96 B x `page_size`) holds 4 full or 3 SWA pages."""
     layers = _make_layers((FullAttentionSpec(**GEO), [0, 2, 4]),
                           (SlidingWindowSpec(window=window, **GEO), [1, 3, 5, 6]))
-    return _make_rig_of("swa", layers, num_large, req_slots, window=window)
+    return _make_rig_of("swa", layers, num_large, req_slots, window=window, page_size=page_size)
+
+
+def _make_full(num_large: int = 32, req_slots: int = 8, page_size: int = 1) -> Rig:
+    """Full attention only (2 layers, 16 B/token): a small page is a whole large page."""
+    layers = _make_layers((FullAttentionSpec(**GEO), [0, 1]))
+    return _make_rig_of("full", layers, num_large, req_slots, page_size=page_size)
 
 
 def _make_cross(num_large: int = 32, encoder_tokens: int = 4, req_slots: int = 8) -> Rig:
@@ -170,7 +181,7 @@ def _make_mamba(num_large: int = 32, req_slots: int = 8) -> Rig:
 
 
 def _make_rig(family: str, **kwargs: Any) -> Rig:
-    return {"swa": _make_swa, "cross": _make_cross, "mamba": _make_mamba}[family](**kwargs)
+    return {"swa": _make_swa, "full": _make_full, "cross": _make_cross, "mamba": _make_mamba}[family](**kwargs)
 
 
 def _make_req(rig: Rig, tokens: Sequence[int], image: int | None = None) -> Req:
@@ -225,7 +236,14 @@ def alloc_extend(rig: Rig, batch: Sequence[tuple[Req, int]]) -> torch.Tensor:
     jenga.plan(lambda: [PlannedAlloc(r.kv.req_pool_idx, c, t, s) for r, c, t, s in parts])
     try:
         alloc_req_slots(req_pool, reqs, cache)
-        locs = alloc_token_slots(cache, sum(end - r.prefix_len for r, end in batch))
+        num_tokens = sum(end - r.prefix_len for r, end in batch)
+        if jenga.page_size == 1:
+            locs = alloc_token_slots(cache, num_tokens)
+        else:  # alloc_for_extend's paged branch: last_loc is each row's last prefix slot
+            last = torch.tensor([int(p[-1]) if len(p) else -1 for p in prefix], dtype=torch.int64)
+            pre = torch.tensor([r.prefix_len for r in reqs], dtype=torch.int64)
+            seq = torch.tensor([end for _, end in batch], dtype=torch.int64)
+            locs = alloc_paged_token_slots_extend(cache, pre, pre, seq, seq, last, num_tokens)
     finally:
         jenga.plan(None)
     at = 0
@@ -279,12 +297,16 @@ def decode(rig: Rig, reqs: Sequence[Req]) -> torch.Tensor:
     jenga, enc = rig.jenga, rig.cache.encoder_len
     jenga.plan(lambda: [PlannedAlloc(r.kv.req_pool_idx, 0, 1, r.kv.kv_allocated_len - enc(r)) for r in reqs],
                lambda: [r.kv.req_pool_idx for r in reqs])
-    try:
-        locs = alloc_token_slots(rig.cache, len(reqs))
-    finally:
-        jenga.plan(None)
     rows = torch.tensor([r.kv.req_pool_idx for r in reqs], dtype=torch.int64)
     cols = torch.tensor([r.kv.kv_committed_len for r in reqs], dtype=torch.int64)
+    try:
+        if jenga.page_size == 1:
+            locs = alloc_token_slots(rig.cache, len(reqs))
+        else:  # alloc_for_decode_default's paged branch
+            last = rig.req_pool.req_to_token[rows, cols - 1].to(torch.int64)
+            locs = alloc_paged_token_slots_decode(rig.cache, cols + 1, cols + 1, last)
+    finally:
+        jenga.plan(None)
     rig.req_pool.write((rows, cols), locs.to(torch.int32))
     for r in reqs:
         r.kv.kv_allocated_len += 1
@@ -436,12 +458,13 @@ def _assert_swa_mapping(rig: Rig, running: Sequence[Req]) -> None:
     full, swa = jenga.types.tokens, cast("str", jenga.types.paired)
     full_t, swa_t = manager.names.index(full), manager.names.index(swa)
     expected = [0] * (jenga.num_rows(full))
-    off_full, off_swa = jenga.slot_offset(full), jenga.slot_offset(swa)
 
-    def pair(full: Sequence[int | None], swa: Sequence[int | None]) -> None:
-        for f, s in zip(full, swa, strict=True):
+    def pair(fulls: Sequence[int | None], swas: Sequence[int | None]) -> None:
+        for f, s in zip(fulls, swas, strict=True):
             if f is not None:
-                expected[f + off_full] = 0 if s is None else s + off_swa
+                peers = [0] * jenga.page_size if s is None else jenga.to_slots(swa, [s]).tolist()
+                for slot, peer in zip(jenga.to_slots(full, [f]).tolist(), peers, strict=True):
+                    expected[slot] = peer
 
     for node in manager.tree.iter_nodes():
         pair(node.pages[full_t], node.pages[swa_t])

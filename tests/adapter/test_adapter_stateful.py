@@ -53,11 +53,13 @@ THEN = st.sampled_from(["run", "run", "run", "finish", "abort"])  # what happens
 class AdapterMachine(RuleBasedStateMachine):
     FAMILY = "swa"
     NUM_LARGE = 24
+    PAGE_SIZE = 1  # sglang's --page-size: tokens per small page of a token type
 
     @initialize(prompts=BATCH, chunk=CHUNK)
     def setup(self, prompts: list[tuple[list[int], int | None]], chunk: int) -> None:
         """The pools, then a first prefill batch (so every run has requests to work on)."""
-        self.rig = _make_rig(self.FAMILY, num_large=self.NUM_LARGE)
+        extra = {"page_size": self.PAGE_SIZE} if self.PAGE_SIZE > 1 else {}
+        self.rig = _make_rig(self.FAMILY, num_large=self.NUM_LARGE, **extra)
         self.chunk: dict[int, int] = {}  # id(req) -> its prefill chunk size, while it prefills
         self.prefilling: list[Any] = []
         self.decoding: list[Any] = []
@@ -70,13 +72,14 @@ class AdapterMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------------------------------- helpers
     def _demand(self, batch: list[tuple[Any, int]]) -> Counter[str]:
-        """Pages the batch's extend needs per type (the plan's split, plus a state for each new request)."""
-        rig, demand = self.rig, Counter[str]()
+        """Pages the batch's extend needs per type (the plan's split, plus a state for each new request); at
+        page size P a request's tokens [prefix, end) need pages ceil(prefix / P) .. ceil(end / P) - 1."""
+        rig, demand, P = self.rig, Counter[str](), self.PAGE_SIZE
         for r, end in batch:
             enc = rig.cache.encoder_len(r)
             cross = enc if r.prefix_len < enc else 0
             for name in rig.manager.token_types:
-                demand[name] += end - r.prefix_len - cross
+                demand[name] += -(-(end - cross) // P) - -(-r.prefix_len // P)
             demand["cross"] += cross
             demand[MAMBA] += rig.family == MAMBA and not r.kv.holds_mamba
         return +demand
@@ -201,11 +204,12 @@ class AdapterMachine(RuleBasedStateMachine):
         free = {n: alloc.of(n).available() for n in evictable if n in used}
         got = evict(rig, asked["full"], asked["swa"], asked[MAMBA])
         reported = {"full": got.num_tokens_evicted, "swa": got.swa_num_tokens_evicted, MAMBA: got.mamba_num_evicted}
+        P = self.PAGE_SIZE  # sglang counts tokens: P per page of a token type
         for name, before in used.items():
             if name != "cross":
-                assert before - alloc.of(name).pages_used == reported[name], name
+                assert (before - alloc.of(name).pages_used) * (1 if name == MAMBA else P) == reported[name], name
         for name, before in free.items():
-            assert alloc.of(name).available() - before >= min(asked[name], evictable[name]), name
+            assert (alloc.of(name).available() - before) * P >= min(asked[name], evictable[name]), name
         event("evict: freed" if any(used[n] != alloc.of(n).pages_used for n in used) else "evict: nothing")
 
     @precondition(lambda self: self.running)
@@ -263,6 +267,12 @@ class SwaMachine(AdapterMachine):
     FAMILY, NUM_LARGE = "swa", 20
 
 
+class SwaPagedMachine(AdapterMachine):
+    """The full + SWA family at sglang's --page-size 4 (window 4: a window spans two or three pages)."""
+
+    FAMILY, NUM_LARGE, PAGE_SIZE = "swa", 20, 4
+
+
 class CrossMachine(AdapterMachine):
     FAMILY, NUM_LARGE = "cross", 14
 
@@ -272,6 +282,7 @@ class MambaMachine(AdapterMachine):
 
 
 TestSwa = SwaMachine.TestCase
+TestSwaPaged = SwaPagedMachine.TestCase
 TestCross = CrossMachine.TestCase
 TestMamba = MambaMachine.TestCase
-TestSwa.settings = TestCross.settings = TestMamba.settings = SETTINGS
+TestSwa.settings = TestSwaPaged.settings = TestCross.settings = TestMamba.settings = SETTINGS

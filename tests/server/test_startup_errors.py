@@ -20,7 +20,6 @@ pytestmark = pytest.mark.slow
 REFUSED = [
     (("--enable-unified-memory",), "--enable-unified-memory"),
     (("--enable-hierarchical-cache",), "--enable-hierarchical-cache"),
-    (("--page-size", "16"), "--page-size 16"),
     (("--radix-cache-backend", "flexkv"), "--radix-cache-backend flexkv"),
     (("--speculative-algorithm", "NGRAM"), "--speculative-algorithm"),
     (("--disaggregation-mode", "prefill"), "--disaggregation-mode prefill"),

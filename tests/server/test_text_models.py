@@ -6,7 +6,8 @@ log-probabilities: prompts longer than the sliding window, decodes that run past
 window pages are released while requests run), prefix-cache hits, chunked prefill (chunks of 64
 tokens), concurrent batches and (on gemma3, the model with both attention types) sglang frontend programs
 (multi-turn chat sharing a system prompt, fork/join over one document). After the load, `POST /flush_cache`
-must leave every jenga page free.
+must leave every jenga page free. gemma3 also runs at `--page-size 16` (both servers): 16-token pages of both
+types, prefix hits in whole pages.
 The server pair of each model starts once for this module and is always stopped.
 """
 
@@ -32,9 +33,11 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["llama", "gemma3", "mellum"])
+@pytest.fixture(scope="module", params=["llama", "gemma3", "mellum", "gemma3@16"])
 def pair(request: pytest.FixtureRequest, zoo) -> Iterator[Pair]:  # noqa: ANN001
-    with started_pair(zoo(request.param), *CHUNK_ARGS) as p:
+    """The pair of model "name" or, for "name@P", of that model at --page-size P."""
+    name, _, page_size = request.param.partition("@")
+    with started_pair(zoo(name), *CHUNK_ARGS, *(("--page-size", page_size) if page_size else ())) as p:
         yield p
 
 
@@ -52,7 +55,8 @@ def test_generate_and_prefix_hits_match_default(pair: Pair) -> None:
         _assert_same(*first)
         _assert_same(*again)
         _assert_same({k: v[:16] for k, v in first[1].items() if k in ("ids", "logprobs")}, again[1])
-        assert again[1]["cached_tokens"] > 0 and again[0]["cached_tokens"] > 0
+        if again[1]["prompt_tokens"] > 16:  # at --page-size 16 a shorter prompt holds no whole page to hit
+            assert again[1]["cached_tokens"] > 0 and again[0]["cached_tokens"] > 0
 
 
 def test_concurrent_batch_matches_default(pair: Pair) -> None:
@@ -75,6 +79,18 @@ def test_frontend_programs_match_default(pair: Pair) -> None:
     assert [len(turns) for turns in jenga["multi_turn_chat"]] == [len(c) for c in CONVERSATIONS]
     assert len(jenga["document_qa"]["answers"]) == len(QUESTIONS)
     assert jenga == default
+
+
+@pytest.mark.parametrize("pair", ["gemma3@16"], indirect=True)
+def test_prefix_hits_are_whole_pages(pair: Pair) -> None:
+    """At --page-size 16 a hit covers whole pages, the same under both managers; the jenga server's stats count
+    16-token pages of both types."""
+    prompt = STORY * 3 + " Which stretch broke?"
+    on_all(pair, lambda s: greedy(s, prompt, 8))
+    hits = [out["cached_tokens"] for out in on_all(pair, lambda s: greedy(s, prompt, 8))]
+    assert hits[0] == hits[1] > 0 and hits[1] % 16 == 0, hits
+    types = jenga_stats(pair.jenga)["types"]
+    assert types["full"]["small_page_bytes"] == 16 * 512 and types["swa"]["small_page_bytes"] == 16 * 5 * 512
 
 
 def test_flush_leaves_every_page_free(pair: Pair) -> None:
