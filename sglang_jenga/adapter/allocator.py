@@ -71,7 +71,7 @@ def to_pages(jenga: JengaBuffer, tokens: float) -> int:
 class PagedAlloc:
     """sglang's paged allocation API (`alloc_extend` / `alloc_decode`, used when --page-size > 1) over
     `JengaBuffer.alloc_paged`: each request's new tokens fill the page its row ends in, then new pages
-    placed with its others. `_take_paged` gives the tokens type's slots and every type's new pages."""
+    placed with its others. `_paired` is told every type's new pages (SWA: pair them)."""
 
     jenga: JengaBuffer
     tokens_type: str
@@ -79,14 +79,31 @@ class PagedAlloc:
     def alloc_extend(self, prefix_lens: torch.Tensor, prefix_lens_cpu: torch.Tensor, seq_lens: torch.Tensor,
                      seq_lens_cpu: torch.Tensor, last_loc: torch.Tensor, extend_num_tokens: int,
                      **kwargs: Any) -> torch.Tensor | None:
-        got = self._take_paged(prefix_lens_cpu.tolist(), seq_lens_cpu.tolist(), last_loc.tolist())
-        return None if got is None else got[0]
+        prefix, seq = prefix_lens_cpu.tolist(), seq_lens_cpu.tolist()
+        got = self.jenga.alloc_paged(prefix, seq)
+        if got is None:
+            return None
+        new, pages = got
+        self._paired(pages)
+        return self.jenga.paged_slots(self.tokens_type, prefix, seq, last_loc.tolist(), new, pages[self.tokens_type])
 
     def alloc_decode(self, seq_lens: torch.Tensor, seq_lens_cpu: torch.Tensor, last_loc: torch.Tensor,
                      **kwargs: Any) -> torch.Tensor | None:
-        seq = seq_lens_cpu.tolist()
-        got = self._take_paged([s - 1 for s in seq], seq, last_loc.tolist())
-        return None if got is None else got[0]
+        """One token per request (`seq_lens` counts it): the slot after `last_loc`, or the first slot of a new
+        page for a request whose token starts one (1 in P steps)."""
+        P = self.jenga.page_size
+        out = last_loc.to(torch.int64) + 1
+        starts = ((seq_lens_cpu - 1) // P).tolist()
+        new = ((seq_lens_cpu - 1) % P == 0).tolist()
+        if not any(new):
+            return out
+        pages = self.jenga.alloc_pages(new, starts)
+        if pages is None:
+            return None
+        self._paired(pages)
+        at = torch.tensor([i for i, n in enumerate(new) if n], dtype=torch.int64, device=out.device)
+        out[at] = self.jenga.first_slots(self.tokens_type, pages[self.tokens_type])
+        return out
 
     def get_extend_allocation_demand(self, prefix_lens_cpu: torch.Tensor, seq_lens_cpu: torch.Tensor, *,
                                      conservative_num_tokens: int, shard_size: int) -> int:
@@ -94,13 +111,8 @@ class PagedAlloc:
         P = self.jenga.page_size
         return int(((seq_lens_cpu + P - 1) // P - (prefix_lens_cpu + P - 1) // P).sum()) * P
 
-    def _take_paged(self, prefix: list[int], seq: list[int],
-                    last_loc: list[int]) -> tuple[torch.Tensor, dict[str, list[int]]] | None:
-        got = self.jenga.alloc_paged(prefix, seq)
-        if got is None:
-            return None
-        new, pages = got
-        return self.jenga.paged_slots(self.tokens_type, prefix, seq, last_loc, new, pages[self.tokens_type]), pages
+    def _paired(self, pages: dict[str, list[int]]) -> None:
+        """New pages of every token type were taken together (one page of each per position)."""
 
 
 def _planned_slots(jenga: JengaBuffer, need_size: int,
@@ -274,15 +286,11 @@ class JengaSWAAllocator(PagedAlloc, _sgl.SWATokenToKVPoolAllocator):
         self.set_full_to_swa_mapping(full, swa)
         return full
 
-    def _take_paged(self, prefix: list[int], seq: list[int],
-                    last_loc: list[int]) -> tuple[torch.Tensor, dict[str, list[int]]] | None:
+    def _paired(self, pages: dict[str, list[int]]) -> None:
         """Paged allocation: the new full and sliding-window pages are paired row by row."""
-        got = super()._take_paged(prefix, seq, last_loc)
-        if got is not None:
-            pages = got[1]
+        if pages[self.full_type]:
             self.set_full_to_swa_mapping(self.jenga.to_slots(self.full_type, pages[self.full_type]),
                                          self.jenga.to_slots(self.swa_type, pages[self.swa_type]))
-        return got
 
     def set_full_to_swa_mapping(self, full_indices: torch.Tensor, swa_indices: torch.Tensor) -> None:
         if full_indices.numel():

@@ -233,10 +233,17 @@ class JengaBuffer:
         sequence, the page its row already has taking the first tokens. Returns (new pages per request, every
         token type's pages in batch order), or None, allocating nothing, when they do not fit together.
         P = 16, prefix 20, seq 50: two new pages (positions 2 and 3: tokens 32..49); tokens 20..31 go to the
-        row's page 1. A plan that does not match the batch puts the pages in the SHARED record."""
+        row's page 1."""
         P = self.page_size
         starts = [ceil_div(p, P) for p in prefix_lens]
         new = [ceil_div(s, P) - b for s, b in zip(seq_lens, starts, strict=True)]
+        pages = self.alloc_pages(new, starts)
+        return None if pages is None else (new, pages)
+
+    def alloc_pages(self, new: Sequence[int], starts: Sequence[int]) -> dict[str, list[int]] | None:
+        """`new[i]` pages of every token type for the i-th planned request of the batch, at its page positions
+        from `starts[i]` on; every token type's pages in batch order, or None (nothing allocated) when they do
+        not fit together. A plan that does not match the batch puts the pages in the SHARED record."""
         rows: Sequence[int | None] | None = self._step_rows() if self._step_rows is not None else None
         if rows is None:
             rows = [p.row for p in self._planned() or ()]
@@ -247,7 +254,7 @@ class JengaBuffer:
             got = self.manager.alloc_batch(parts) if parts else []
         except OutOfPagesError:
             return None
-        return new, {name: [p for part in got for p in part[name]] for name in self.manager.token_types}
+        return {name: [p for part in got for p in part[name]] for name in self.manager.token_types}
 
     def paged_slots(self, name: str, prefix_lens: Sequence[int], seq_lens: Sequence[int], last_loc: Sequence[int],
                     new: Sequence[int], pages: Sequence[int]) -> torch.Tensor:
@@ -296,6 +303,11 @@ class JengaBuffer:
     def _on_device(self, slots: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(slots)
         return t if self._on_cpu else t.to(self.device)
+
+    def first_slots(self, name: str, pages: Sequence[int]) -> torch.Tensor:
+        """The first slot of each page (P = 16, 5 pages per large page: page 2 -> 112), on the buffer's device."""
+        rows = self._rows[name]
+        return self._on_device(np.array(pages, dtype=np.int64) * rows + self.slot_offset(name))
 
     def page_rows(self, name: str, slots: torch.Tensor) -> torch.Tensor:
         """Every slot of the pages holding `slots` (repeats kept), on their device: P = 16, slot 115 -> 112..127."""

@@ -1,7 +1,7 @@
 """The scheduler's CPU time outside the forward, jenga vs sglang's default manager, in real servers on CPU.
 
     SGLANG_USE_CPU_ENGINE=1 python -m sglang_jenga.bench.scheduler_cost [--models gemma3 llama]
-        [--requests 32] [--new-tokens 48] [--budget-tokens 16384] [--rounds 2] [--json OUT]
+        [--requests 32] [--new-tokens 48] [--budget-tokens 16384] [--rounds 2] [--page-size 1] [--json OUT]
 
 For each tiny zoo model, a default server and a jenga server (one CPU core each, SGLANG_JENGA_TIME_SCHEDULER=1,
 see adapter/timing.py) get the same bursts of concurrent greedy requests (a shared document prefix, distinct
@@ -35,8 +35,8 @@ DOCUMENT = ("The harbour master counted the boats, the nets and the gulls at daw
 MANAGERS = ("default", "jenga")
 
 
-def start_pair(model_dir: Path, budget_tokens: int) -> dict[str, Server]:
-    flags = [*SERVER_FLAGS, "--max-total-tokens", str(budget_tokens)]
+def start_pair(model_dir: Path, budget_tokens: int, page_size: int = 1) -> dict[str, Server]:
+    flags = [*SERVER_FLAGS, "--max-total-tokens", str(budget_tokens), "--page-size", str(page_size)]
     servers = [Server(model_dir, *flags, "--memory-manager", m, env={**ENV, **pinned_env(core)})
                for core, m in enumerate(MANAGERS)]
     return dict(zip(MANAGERS, start_all(servers), strict=True))
@@ -77,7 +77,7 @@ def per_batch(before: dict[str, list[int]], after: dict[str, list[int]]) -> dict
 
 
 def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    servers = start_pair(build(name, Path(args.zoo) / name), args.budget_tokens)
+    servers = start_pair(build(name, Path(args.zoo) / name), args.budget_tokens, args.page_size)
     try:
         def run(s: Server) -> tuple[dict[str, float], list[list[list[int]]]]:
             outputs = [burst(s, 0, args.requests, args.new_tokens)]  # warm-up
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--budget-tokens", type=int, default=16384)
     parser.add_argument("--rounds", type=int, default=2, help="timed bursts after the warm-up one")
+    parser.add_argument("--page-size", type=int, default=1, help="sglang's --page-size, both servers")
     run_models(parser, bench_model, print_table)
 
 
