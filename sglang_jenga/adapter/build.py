@@ -193,10 +193,13 @@ def _reject_unsupported(kvc: Any, *, pipelined: bool) -> None:
         problems.append(f"{arch} has v_head_dim {mc.v_head_dim} != head_dim {mc.head_dim}")
     if kvc.kv_cache_dtype not in _SUPPORTED_DTYPES:
         problems.append(f"--kv-cache-dtype {kvc.kv_cache_dtype} (use auto, bfloat16, float16 or float32)")
-    if kvc.page_size != 1 and (kvc.mambaish_config is not None or _has_cross_attention(mc)):
-        kind = "Mamba/linear-attention" if kvc.mambaish_config is not None else "cross-attention"
-        problems.append(f"--page-size {kvc.page_size} with {arch}'s {kind} layers (jenga pages those with "
-                        "--page-size 1; use it)")
+    if kvc.page_size != 1 and kvc.mambaish_config is not None:
+        problems.append(f"--page-size {kvc.page_size} with {arch}'s Mamba/linear-attention layers (jenga keeps "
+                        "their states with sglang's no_buffer strategy, which takes --page-size 1 only; use it)")
+    if kvc.page_size != 1 and _has_cross_attention(mc):
+        problems.append(f"--page-size {kvc.page_size} with {arch}'s cross-attention layers (a page would hold "
+                        "both encoder and text positions, which jenga keeps in separate layer types; use "
+                        "--page-size 1)")
     if problems:
         raise UnsupportedModelError(
             "--memory-manager jenga cannot serve this configuration: " + "; ".join(problems)
