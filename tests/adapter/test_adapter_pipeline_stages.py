@@ -22,9 +22,9 @@ def _layers(stage: range) -> ModelLayers:
     return ModelLayers(GROUPS, HEADS, HEAD_DIM, DTYPE, stage, STAGES)
 
 
-def _buffer(stage: range, num_large: int = 8) -> JengaBuffer:
+def _buffer(stage: range, num_large: int = 8, page_size: int = 1) -> JengaBuffer:
     layers = _layers(stage)
-    return JengaBuffer(plan_layout(layers.model_spec("mellum"), 1), num_large, "cpu", layers.stage_layers())
+    return JengaBuffer(plan_layout(layers.model_spec("mellum"), page_size), num_large, "cpu", layers.stage_layers())
 
 
 def test_every_stage_plans_the_most_layers_any_stage_holds() -> None:
@@ -47,11 +47,24 @@ def test_stage_rows() -> None:
         stage_rows(layout, {"full": 2, "swa": 0})
 
 
+def test_stage_rows_at_page_size_4() -> None:
+    """At --page-size 4 a small page holds 4 rows: the same row strides, large pages 4x (rows per large page:
+    full 2 x 4, swa 1 x 4, so a multiple of lcm(8 x 64, 4 x 64) = 512 B)."""
+    layout = plan_layout(_layers(STAGES[0]).model_spec("mellum"), 4)
+    assert layout.large_page_bytes == 4 * 2 * CELL
+    own = stage_rows(layout)
+    assert own.large_page_bytes == 64 and own.rows == {"full": (8, 1), "swa": (16, 2)}
+    stage0, stage1 = (stage_rows(layout, _layers(s).stage_layers()) for s in STAGES)
+    assert stage0.large_page_bytes == 512 and stage0.rows == {"full": (64, 0), "swa": (128, 2)}
+    assert stage1.large_page_bytes == 512 and stage1.rows == {"full": (64, 1), "swa": (128, 1)}
+
+
+@pytest.mark.parametrize("page_size", [1, 4])
 @pytest.mark.parametrize("stage", STAGES, ids=["stage0", "stage1"])
-def test_each_row_stays_in_its_large_page(stage: range) -> None:
+def test_each_row_stays_in_its_large_page(stage: range, page_size: int) -> None:
     """Every byte a stage's per-layer views give a row lies in that row's large page, and rows of one type do not
     overlap: with the allocator giving a large page to one type at a time, no two pages share a byte."""
-    jenga = _buffer(stage)
+    jenga = _buffer(stage, page_size=page_size)
     large, base = jenga.stage.large_page_bytes, jenga.data.data_ptr()
     assert jenga.nbytes == 9 * large
     for t in jenga.layout.types:
@@ -63,7 +76,8 @@ def test_each_row_stays_in_its_large_page(stage: range) -> None:
             lo, hi = (min(starts), max(starts) + HEADS * HEAD_DIM * 2) if starts else (None, None)
             if lo is None:
                 continue
-            assert r // t.pages_per_large * large <= lo and hi <= (r // t.pages_per_large + 1) * large, (t.name, r)
+            per_large = t.pages_per_large * page_size  # rows of a large page
+            assert r // per_large * large <= lo and hi <= (r // per_large + 1) * large, (t.name, r)
             spans.append((lo, hi))
         assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), t.name
 
