@@ -63,7 +63,7 @@ def make_room(jenga: JengaBuffer, demand: Mapping[str, int]) -> bool:
     return jenga.manager.make_room(demand)
 
 
-def to_pages(jenga: JengaBuffer, tokens: float) -> int:
+def pages_for(jenga: JengaBuffer, tokens: float) -> int:
     """Pages that hold `tokens` (sglang's token counts; P = 16: 17 tokens -> 2 pages)."""
     return int(-(-tokens // jenga.page_size))
 
@@ -257,10 +257,10 @@ class JengaSWAAllocator(PagedAlloc, _sgl.SWATokenToKVPoolAllocator):
         if require_token_slack and (full >= self.size_full or swa >= self.size_swa):
             return False
         if empty_pool:
-            return self.jenga.fits_empty({self.full_type: to_pages(self.jenga, full),
-                                          self.swa_type: to_pages(self.jenga, swa)})
-        return self.jenga.manager.fits({self.full_type: to_pages(self.jenga, max(0, full - full_evictable_tokens)),
-                                        self.swa_type: to_pages(self.jenga, max(0, swa - swa_evictable_tokens))})
+            return self.jenga.fits_empty({self.full_type: pages_for(self.jenga, full),
+                                          self.swa_type: pages_for(self.jenga, swa)})
+        return self.jenga.manager.fits({self.full_type: pages_for(self.jenga, max(0, full - full_evictable_tokens)),
+                                        self.swa_type: pages_for(self.jenga, max(0, swa - swa_evictable_tokens))})
 
     def create_prefill_budget(self, tree_cache: Any, *, num_mixed_decode_tokens: int = 0) -> Any:
         return _sgl.SharedSWAPrefillBudget(self, tree_cache, num_mixed_decode_tokens=num_mixed_decode_tokens)
@@ -269,8 +269,8 @@ class JengaSWAAllocator(PagedAlloc, _sgl.SWATokenToKVPoolAllocator):
         """Evict from the tree until `num_tokens` full and `swa_num_tokens` (default: as many) SWA slots
         can be allocated together. Returns whether they can."""
         swa = num_tokens if swa_num_tokens is None else swa_num_tokens
-        return make_room(self.jenga, {self.full_type: to_pages(self.jenga, num_tokens),
-                                      self.swa_type: to_pages(self.jenga, swa)})
+        return make_room(self.jenga, {self.full_type: pages_for(self.jenga, num_tokens),
+                                      self.swa_type: pages_for(self.jenga, swa)})
 
     def check_decode_capacity(self, *, num_tokens: int, tree_cache: Any, requests: Any = None,
                               spec_algorithm: Any = None) -> bool:

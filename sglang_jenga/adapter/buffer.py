@@ -296,9 +296,11 @@ class JengaBuffer:
         return self._on_device(self._slot_array(name, pages))
 
     def _slot_array(self, name: str, pages: Sequence[int]) -> np.ndarray:
-        rows = self._rows[name]
-        first = np.array(pages, dtype=np.int64) * rows + self.slot_offset(name)
+        rows, first = self._rows[name], self._first_rows(name, pages)
         return (first[:, None] + np.arange(rows, dtype=np.int64)).reshape(-1) if rows > 1 else first
+
+    def _first_rows(self, name: str, pages: Sequence[int]) -> np.ndarray:
+        return np.array(pages, dtype=np.int64) * self._rows[name] + self.slot_offset(name)
 
     def _on_device(self, slots: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(slots)
@@ -306,8 +308,7 @@ class JengaBuffer:
 
     def first_slots(self, name: str, pages: Sequence[int]) -> torch.Tensor:
         """The first slot of each page (P = 16, 5 pages per large page: page 2 -> 112), on the buffer's device."""
-        rows = self._rows[name]
-        return self._on_device(np.array(pages, dtype=np.int64) * rows + self.slot_offset(name))
+        return self._on_device(self._first_rows(name, pages))
 
     def page_rows(self, name: str, slots: torch.Tensor) -> torch.Tensor:
         """Every slot of the pages holding `slots` (repeats kept), on their device: P = 16, slot 115 -> 112..127."""
