@@ -22,7 +22,8 @@ Hooks (targets are listed in adapter/compat.py):
   memory-manager calls                 manager (adapter/timing.py, bench/scheduler_cost.py)
   Mamba2 / GDN kernels       REPLACE CPU runs only (cpu_runtime/mamba/hooks.py)
   ServerArgs.resolve_once,   AFTER/  CPU runs only: --attention-backend triton runs under Triton's
-  Triton SWA decode window   AROUND    interpreter, with an sglang bug fixed (cpu_runtime/triton_route.py)
+  Triton SWA decode window,  AROUND    interpreter, with two sglang bugs fixed: the sliding window's last key
+  speculative tree mask                and the verify tree mask (cpu_runtime/triton_route.py)
 and the radix cache backend "jenga" (adapter/tree_cache.py).
 """
 

@@ -37,6 +37,8 @@ TORCH_NATIVE_DECODE = (
 SERVER_ARGS_RESOLVE = "sglang.srt.server_args.ServerArgs.resolve_once"
 TRITON_INIT_FORWARD_METADATA = "sglang.srt.layers.attention.triton_backend.TritonAttnBackend.init_forward_metadata"
 TRITON_SLIDING_WINDOW_BUFFER = "sglang.srt.layers.attention.triton_backend.update_sliding_window_buffer"
+TREE_MASK_MODE = "sglang.srt.speculative.eagle_utils.default_tree_mask_mode"
+NGRAM_WORKER_INIT = "sglang.srt.speculative.ngram_worker.NGRAMWorker.__init__"
 ALLOC_FOR_EXTEND = "sglang.srt.mem_cache.allocation.alloc_for_extend"
 ALLOC_FOR_DECODE = "sglang.srt.mem_cache.allocation.alloc_for_decode"
 # The scheduler steps around each forward and the memory-manager entry points in them (adapter/timing.py).
@@ -150,6 +152,29 @@ def radix_cache_backend() -> str | None:
         return runtime_context.get_server_args().radix_cache_backend
     except Exception:  # noqa: BLE001
         return None
+
+
+def server_args() -> Any:
+    """This process's resolved ServerArgs (None before the runtime context is published)."""
+    from sglang.srt import runtime_context
+
+    try:
+        return runtime_context.get_server_args()
+    except Exception:  # noqa: BLE001 - not published in this process yet
+        return None
+
+
+def full_tree_mask(sglang_module: Any) -> Any:
+    """sglang's full (prefix + draft) tree-mask mode, TreeMaskMode.FULL_MASK."""
+    return sglang_module.TreeMaskMode.FULL_MASK
+
+
+def ngram_verify_reads_full_mask() -> None:
+    """Make sglang's NGRAM worker build the full (prefix + draft) verify mask: it builds the draft-only one on
+    every CPU (`ngram_worker._is_cpu`, a module global read at each verify)."""
+    from sglang.srt.speculative import ngram_worker
+
+    ngram_worker._is_cpu = False
 
 
 def parallel_sizes() -> tuple[int, int]:

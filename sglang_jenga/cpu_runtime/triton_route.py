@@ -15,8 +15,15 @@ make that route work, both registered only on CPU runs (`SGLANG_USE_CPU_ENGINE=1
   Upstream: sgl-project/sglang PR #32087 (closed unmerged). During the decode metadata build of
   `TritonAttnBackend.init_forward_metadata` (`decode_metadata`), the window gathered is one key longer;
   extend, verify and draft paths are unchanged (their kernels mask per query).
+- `full_verify_mask` (sglang bug): on a CPU machine sglang builds speculative decoding's draft-only
+  (QLEN_ONLY) tree mask, meant for the intel_amx verify kernel (`eagle_utils.default_tree_mask_mode`; NGRAM:
+  `ngram_worker._is_cpu`), but the Triton verify kernel (`extend_attention.py`) reads the full mask (prefix
+  and draft columns per draft row): it reads past the smaller buffer, outputs differ from the first verify
+  step on and change between runs. On the Triton route both build the full mask (what they build on a GPU).
+  No upstream issue found (searched sglang's issues for the QLEN_ONLY CPU mask, 2026-12-03).
 
-Inert off CPU: nothing is registered unless `on_cpu()`; the fix only acts in decode metadata builds.
+Inert off CPU: nothing is registered unless `on_cpu()`; the fixes only act in decode metadata builds and,
+for the mask, when this process's attention backend is triton.
 """
 
 from __future__ import annotations
@@ -64,6 +71,26 @@ def window_with_current_token(original: Any, window_kv_indptr: Any, translator: 
     return original(window_kv_indptr, translator, plan, req_pool_indices, sliding_window_size, *args, **kwargs)
 
 
+def _on_route() -> bool:
+    args = compat.server_args()
+    return args is not None and asks_for_triton(args)
+
+
+def full_verify_mask(original: Any, *args: Any, **kwargs: Any) -> Any:
+    """AROUND eagle_utils.default_tree_mask_mode: the full mask on the Triton route (module docstring)."""
+    if _on_route():
+        from sglang.srt.speculative import eagle_utils
+
+        return compat.full_tree_mask(eagle_utils)
+    return original(*args, **kwargs)
+
+
+def ngram_full_verify_mask(result: Any, worker: Any, *args: Any, **kwargs: Any) -> None:
+    """AFTER NGRAMWorker.__init__: the NGRAM worker builds the full mask on the Triton route."""
+    if _on_route():
+        compat.ngram_verify_reads_full_mask()
+
+
 def register_triton_route_hooks() -> bool:
     """Register the hooks above with sglang's HookRegistry, on CPU runs only. Idempotent; returns whether
     they are registered in this process."""
@@ -76,5 +103,7 @@ def register_triton_route_hooks() -> bool:
     registry.register(compat.SERVER_ARGS_RESOLVE, interpret_if_asked, kind.AFTER)
     registry.register(compat.TRITON_INIT_FORWARD_METADATA, decode_metadata, kind.AROUND)
     registry.register(compat.TRITON_SLIDING_WINDOW_BUFFER, window_with_current_token, kind.AROUND)
+    registry.register(compat.TREE_MASK_MODE, full_verify_mask, kind.AROUND)
+    registry.register(compat.NGRAM_WORKER_INIT, ngram_full_verify_mask, kind.AFTER)
     _registered = True
     return True
