@@ -123,8 +123,7 @@ def unsupported_flags(args: Any) -> list[str]:
          f"--disaggregation-mode {getattr(args, 'disaggregation_mode', None)} (PD under jenga is not proven end "
          "to end: its pools describe their buffers to sglang's KV transfer, tested between two pools, but not "
          "between two servers nor the decode side's cache and retraction; drop it or use --memory-manager default)"),
-        (getattr(args, "speculative_algorithm", None) is not None,
-         "--speculative-algorithm (speculative decoding is not supported yet; drop it)"),
+        *_speculative_problems(args),
         (getattr(args, "mamba_radix_cache_strategy", None) == "extra_buffer",
          "--mamba-radix-cache-strategy extra_buffer (jenga keeps Mamba states at checkpoints; use no_buffer)"),
         (getattr(args, "enable_int8_mamba_checkpoint", False),
@@ -136,6 +135,27 @@ def unsupported_flags(args: Any) -> list[str]:
          f"--kv-cache-dtype {getattr(args, 'kv_cache_dtype', None)} (use auto, bfloat16 or float16)"),
     ]
     return [message for bad, message in checks if bad]
+
+
+def _speculative_problems(args: Any) -> list[tuple[bool, str]]:
+    """Speculative decoding flags jenga rejects (compat.SPEC_SUPPORTED: a draft model's KV goes into jenga's
+    rows, NGRAM has none)."""
+    algo = getattr(args, "speculative_algorithm", None)
+    if algo is None:
+        return []
+    algo = str(algo).upper()
+    supported = ", ".join(compat.SPEC_SUPPORTED)
+    return [
+        (algo not in compat.SPEC_SUPPORTED,
+         f"--speculative-algorithm {algo} (jenga serves {supported}; use one of them or --memory-manager default)"),
+        (algo in compat.SPEC_WITH_DRAFT_KV and not getattr(args, "speculative_draft_model_path", None),
+         f"--speculative-algorithm {algo} without --speculative-draft-model-path (a draft built from the target's "
+         "own MTP layers is not supported; give a draft model)"),
+        (getattr(args, "speculative_draft_kv_cache_dtype", None) is not None,
+         "--speculative-draft-kv-cache-dtype (jenga stores draft KV in the target's rows, in its dtype; drop it)"),
+        (bool(getattr(args, "enable_multi_layer_eagle", False)),
+         "--enable-multi-layer-eagle (multi-layer EAGLE drafts are not supported under jenga; drop it)"),
+    ]
 
 
 # -- scheduler-side hooks -------------------------------------------------------------------------

@@ -65,6 +65,12 @@ def _architectures(model_path: str | Path) -> list[str]:
     return list(json.loads(config.read_text()).get("architectures", [])) if config.exists() else []
 
 
+def _draft_architectures(args: tuple[str, ...]) -> list[str]:
+    """The architectures of a `--speculative-draft-model-path` among launch flags (their modules must load too)."""
+    flag = "--speculative-draft-model-path"
+    return _architectures(args[args.index(flag) + 1]) if flag in args[:-1] else []
+
+
 class Server:
     """One sglang HTTP server process group on 127.0.0.1.
 
@@ -92,7 +98,7 @@ class Server:
         self.cmd += ["--host", "127.0.0.1", "--port", str(self.port), *(CPU_ARGS if cpu else ()), *args]
         self.env = {**os.environ, **(env or {})}
         if cpu:
-            archs = _architectures(model_path) + list(extra_architectures)
+            archs = _architectures(model_path) + _draft_architectures(args) + list(extra_architectures)
             self.env.setdefault("SGLANG_USE_CPU_ENGINE", "1")
             if archs:
                 self.env.setdefault("SGLANG_DISABLED_MODEL_ARCHS", ",".join(disabled_model_modules(archs)))

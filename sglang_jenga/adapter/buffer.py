@@ -108,8 +108,9 @@ class JengaBuffer:
     stage stores `stage_layers` of each type's layers (module docstring)."""
 
     def __init__(self, layout: Layout, num_large_pages: int, device: str,
-                 stage_layers: Mapping[str, int] | None = None) -> None:
+                 stage_layers: Mapping[str, int] | None = None, draft_layers: Mapping[str, int] | None = None) -> None:
         self.layout = layout
+        self.draft_layers = dict(draft_layers or {})  # a draft model's layers per type, last in each row (build.py)
         self.types = SglangTypes.of(layout)  # which type plays which sglang role (adapter/types.py)
         self.device = device
         self._on_cpu = torch.device(device).type == "cpu"

@@ -11,8 +11,8 @@ then fits as many tokens and states of each type as that byte budget allows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 import torch
@@ -22,6 +22,8 @@ from sglang_jenga.adapter.buffer import JengaBuffer, stage_rows
 from sglang_jenga.adapter.compat import (
     GEMMA_ARCHITECTURES,
     build_req_to_token_pool,
+    draft_layer_counts,
+    draft_model_config,
     mamba_args,
     max_running_requests,
     parallel_sizes,
@@ -87,23 +89,31 @@ class ModelLayers:
     stage: range
     stages: tuple[range, ...]
     mamba_params: Any = None  # sglang's cache params of the state layers (shapes and dtypes)
+    draft: Mapping[str, int] = field(default_factory=dict)  # a draft model's layers per type (`_draft_layers`)
 
     def model_spec(self, name: str) -> ModelSpec:
-        return ModelSpec.of(name, [(g.spec, max(sum(i in s for i in g.layer_ids) for s in self.stages))
-                                   for g in self.groups])
+        return ModelSpec.of(name, [(g.spec, max(sum(i in s for i in g.layer_ids) for s in self.stages)
+                                    + self.draft.get(g.spec.name, 0)) for g in self.groups])
 
     def layer_ids(self, role: Role) -> list[int]:
         """Global ids of this stage's layers of the type in `role` (empty if it has none)."""
         return [i for g in self.groups if role_of(g.spec).role is role for i in g.layer_ids if i in self.stage]
 
     def stage_layers(self) -> dict[str, int]:
-        """This stage's number of layers of each type."""
-        return {g.spec.name: sum(i in self.stage for i in g.layer_ids) for g in self.groups}
+        """This stage's number of layers of each type, a draft model's included (they follow the target's in
+        each row)."""
+        return {g.spec.name: sum(i in self.stage for i in g.layer_ids) + self.draft.get(g.spec.name, 0)
+                for g in self.groups}
+
+    def with_draft(self, role: Role) -> int:
+        """This stage's layers of the type in `role`, plus the draft model's layers stored in its rows."""
+        name = next((g.spec.name for g in self.groups if role_of(g.spec).role is role), None)
+        return len(self.layer_ids(role)) + (self.draft.get(name, 0) if name else 0)
 
     @property
     def attention_layers(self) -> int:
-        """This stage's layers that keep K and V per token (every role but the state's)."""
-        return sum(len(self.layer_ids(role)) for role in Role if role is not Role.STATE)
+        """This stage's layers that keep K and V per token (every role but the state's), draft layers included."""
+        return sum(self.with_draft(role) for role in Role if role is not Role.STATE)
 
     @property
     def state_bytes(self) -> int:
@@ -152,7 +162,40 @@ def describe_layers(kvc: Any) -> ModelLayers:
     if mamba_ids:
         per_layer = state_entry_bytes(mamba_params, len(mamba_ids)) // len(mamba_ids)
         groups.append(LayerGroup(MambaSpec(state_bytes_per_layer=per_layer), tuple(mamba_ids)))
-    return ModelLayers(tuple(groups), kv_heads, mc.head_dim, dtype, in_stage, stages, mamba_params)
+    draft = _draft_layers(kvc, groups, kv_heads, mc.head_dim)
+    return ModelLayers(tuple(groups), kv_heads, mc.head_dim, dtype, in_stage, stages, mamba_params, draft)
+
+
+def _draft_layers(kvc: Any, groups: list[LayerGroup], kv_heads: int, head_dim: int) -> dict[str, int]:
+    """The layers of a speculative-decoding draft model (EAGLE, EAGLE3, STANDALONE) per jenga type: each
+    draft layer is stored in the rows of the target's type with the same policy, after the target's layers.
+
+    Why not a type of its own: sglang indexes the draft model's KV pool with the target's slots (the same
+    `out_cache_loc` and `req_to_token` rows; its attention backends translate none), and the draft needs its
+    KV at exactly the positions the target keeps. So a draft layer's KV sits in the same rows, allocated,
+    cached, evicted and freed with them, and the large pages (whose size counts the draft layers) free whole.
+    {} without a draft model (NGRAM, no speculation)."""
+    layers = draft_layer_counts(kvc)
+    if not layers:
+        return {}
+    n_full, n_swa = layers
+    mc = draft_model_config(kvc)
+    tp, dcp = parallel_sizes()
+    if (mc.get_num_kv_heads(tp, dcp), mc.head_dim, mc.v_head_dim) != (kv_heads, head_dim, head_dim):
+        raise UnsupportedModelError(
+            f"--memory-manager jenga cannot serve this configuration: the draft model has "
+            f"{mc.get_num_kv_heads(tp, dcp)} KV heads of {mc.head_dim}/{mc.v_head_dim} dims, the target "
+            f"{kv_heads} of {head_dim} (jenga stores draft layers in the target's rows). "
+            "Use a draft with the target's attention shape or --memory-manager default.")
+    by_role = {role_of(g.spec).role: g.spec.name for g in groups}
+    if n_swa and Role.PAIRED not in by_role:
+        raise UnsupportedModelError(
+            "--memory-manager jenga cannot serve this configuration: the draft model has sliding-window layers "
+            "and the target none. Use another draft or --memory-manager default.")
+    out = {by_role[Role.TOKENS]: n_full}
+    if n_swa:
+        out[by_role[Role.PAIRED]] = n_swa
+    return {name: n for name, n in out.items() if n}
 
 
 def _has_cross_attention(mc: Any) -> bool:
@@ -172,8 +215,14 @@ def _reject_unsupported(kvc: Any, *, pipelined: bool) -> None:
     mc = kvc.model_config
     arch = mc.hf_config.architectures[0]
     problems = []
-    if kvc.is_draft_worker:
-        problems.append("speculative decoding (drop --speculative-algorithm)")
+    if not kvc.spec_algorithm.is_none():
+        if kvc.mambaish_config is not None:
+            problems.append(f"--speculative-algorithm with {arch}'s Mamba/linear-attention layers (sglang's verify "
+                            "writes per-draft-token states that jenga's state pool does not keep; drop it)")
+        if _has_cross_attention(mc):
+            problems.append(f"--speculative-algorithm with {arch}'s cross-attention layers (not supported; drop it)")
+        if pipelined:
+            problems.append("--speculative-algorithm with --pp-size (not supported; drop one)")
     if kvc.mambaish_config is not None:
         _, extra_buffer, other = mamba_args()
         if kvc.is_hybrid_swa:
@@ -217,9 +266,9 @@ def budget_bytes(kvc: Any, layers: ModelLayers, pre_model_load_memory: int) -> i
     if max_tokens is None:
         return profiled + states  # sglang's profile leaves the Mamba states out
     arch = kvc.model_config.hf_config.architectures[0]
-    paired = len(layers.layer_ids(Role.PAIRED))
+    paired = layers.with_draft(Role.PAIRED)
     if paired and arch not in GEMMA_ARCHITECTURES:  # sglang runs it with hybrid SWA memory
-        tokens = len(layers.layer_ids(Role.TOKENS))
+        tokens = layers.with_draft(Role.TOKENS)
         wanted = max_tokens * cell * tokens + int(max_tokens * swa_ratio) * cell * paired
     else:
         wanted = max_tokens * cell * layers.attention_layers
@@ -227,7 +276,10 @@ def budget_bytes(kvc: Any, layers: ModelLayers, pre_model_load_memory: int) -> i
 
 
 def configure(kvc: Any, pre_model_load_memory: int) -> Any:
-    """Build the jenga buffer, pools, allocator and req_to_token pool; returns KVCacheConfigResult."""
+    """Build the jenga buffer, pools, allocator and req_to_token pool; returns KVCacheConfigResult. A
+    speculative-decoding draft worker gets its pool over the target's buffer (`configure_draft`)."""
+    if kvc.is_draft_worker:
+        return configure_draft(kvc)
     layers = describe_layers(kvc)
     layout = plan_layout(layers.model_spec(kvc.model_config.hf_config.architectures[0]), tokens_per_page=kvc.page_size)
     budget = budget_bytes(kvc, layers, pre_model_load_memory)
@@ -239,7 +291,7 @@ def configure(kvc: Any, pre_model_load_memory: int) -> Any:
             f"KV budget of {budget} B is below two large pages of {large_bytes} B; "
             "raise --max-total-tokens or --mem-fraction-static"
         )
-    jenga = JengaBuffer(layout, num_large, kvc.device, layers.stage_layers())
+    jenga = JengaBuffer(layout, num_large, kvc.device, layers.stage_layers(), draft_layers=layers.draft)
     if jenga.types.state:
         return _configure_state_model(kvc, jenga, layers, budget)
     info = kvc.layer_info
@@ -261,6 +313,70 @@ def configure(kvc: Any, pre_model_load_memory: int) -> Any:
         req_to_token_pool=req_to_token_pool, token_to_kv_pool=pools.pool,
         token_to_kv_pool_allocator=pools.allocator, memory_pool_config=config,
     )
+
+
+def configure_draft(kvc: Any) -> Any:
+    """The draft worker of EAGLE / EAGLE3 / STANDALONE: a KV pool over the draft layers' views of the target's
+    rows (`_draft_layers`), with sglang's shared req_to_token pool and the target's token allocator (sglang
+    hands both to the draft's configurator)."""
+    allocator = kvc.token_to_kv_pool_allocator
+    jenga: JengaBuffer | None = getattr(allocator, "jenga", None)
+    if jenga is None:
+        raise UnsupportedModelError("--memory-manager jenga: the draft model's target runs without jenga's pools")
+    target_dtype = allocator.get_kvcache().dtype
+    if kvc.kv_cache_dtype != target_dtype:
+        raise UnsupportedModelError(
+            f"--memory-manager jenga cannot serve this configuration: the draft KV dtype {kvc.kv_cache_dtype} "
+            f"differs from the target's {target_dtype} (jenga stores both in the same rows). "
+            "Drop --speculative-draft-kv-cache-dtype.")
+    info, mc = kvc.layer_info, kvc.model_config
+    ids = list(range(info.start_layer, info.end_layer))
+    swa_ids = list(info.swa_attention_layer_ids or [])
+    full_ids = list(info.full_attention_layer_ids) if info.full_attention_layer_ids is not None else ids
+    types = jenga.types
+    wanted = {types.tokens: len(full_ids), **({types.paired: len(swa_ids)} if types.paired else {})}
+    if swa_ids and not types.paired or {n: c for n, c in wanted.items() if c} != dict(jenga.draft_layers):
+        raise UnsupportedModelError(
+            f"--memory-manager jenga: the draft model has {len(full_ids)} full-attention and {len(swa_ids)} "
+            f"sliding-window layers, the target's plan stored {dict(jenga.draft_layers)}")
+    tp, dcp = parallel_sizes()
+    common = {"head_num": mc.get_num_kv_heads(tp, dcp), "head_dim": mc.head_dim, "v_head_dim": mc.head_dim,
+              "device": kvc.device, "enable_memory_saver": False}
+    share = draft_reported_bytes(jenga)
+
+    def first(name: str) -> int:  # the draft's first layer in the rows of type `name`: after the target's
+        return jenga.stage.rows[name].layers - jenga.draft_layers[name]
+
+    if swa_ids:
+        swa = cast("str", types.paired)
+        pool = JengaSWAKVPool(
+            jenga=jenga, dtype=target_dtype, head_num=common["head_num"], head_dim=common["head_dim"],
+            swa_attention_layer_ids=swa_ids, full_attention_layer_ids=full_ids, device=kvc.device,
+            full_kwargs={**common, "reported_bytes": share.get(types.tokens, 0), "first_layer": first(types.tokens)}
+            if full_ids else {**common, "reported_bytes": 0},
+            swa_kwargs={**common, "reported_bytes": share[swa], "first_layer": first(swa)},
+        )
+        pool.register_mapping(allocator.full_to_swa_index_mapping)
+    else:
+        pool = JengaMHAPool(jenga=jenga, type_name=types.tokens, reported_bytes=share[types.tokens],
+                            first_layer=first(types.tokens), dtype=target_dtype, layer_num=len(full_ids),
+                            start_layer=info.start_layer, end_layer=info.end_layer, **common)
+    config = kvc.memory_pool_config
+    logger.info("Jenga draft pool: %s (layers after the target's in each type's rows)",
+                ", ".join(f"{name}: {n} layers" for name, n in jenga.draft_layers.items()))
+    return _sgl.KVCacheConfigResult(
+        max_total_num_tokens=config.max_total_num_tokens, max_running_requests=config.max_running_requests,
+        full_max_total_num_tokens=config.full_max_total_num_tokens,
+        swa_max_total_num_tokens=config.swa_max_total_num_tokens,
+        req_to_token_pool=kvc.req_to_token_pool, token_to_kv_pool=pool, token_to_kv_pool_allocator=allocator,
+        memory_pool_config=config,
+    )
+
+
+def draft_reported_bytes(jenga: JengaBuffer) -> dict[str, int]:
+    """The draft layers' share of each type's reported bytes (`_reported_bytes`), by layer count."""
+    share = _reported_bytes(jenga)
+    return {name: share[name] * n // jenga.stage.rows[name].layers for name, n in jenga.draft_layers.items()}
 
 
 def _configure_state_model(kvc: Any, jenga: JengaBuffer, layers: ModelLayers, budget: int) -> Any:

@@ -260,6 +260,32 @@ def build_req_to_token_pool(kvc: Any, max_num_reqs: int) -> Any:
     return kvc._build_req_to_token_pool(max_num_reqs=max_num_reqs)
 
 
+# Speculative decoding: the algorithms whose draft KV jenga stores (a draft model at
+# --speculative-draft-model-path) and NGRAM (no draft KV). Names as sglang's --speculative-algorithm takes them.
+SPEC_WITH_DRAFT_KV = ("EAGLE", "EAGLE3", "STANDALONE")
+SPEC_SUPPORTED = (*SPEC_WITH_DRAFT_KV, "NGRAM")
+
+
+def draft_layer_counts(kvc: Any) -> tuple[int, int] | None:
+    """(full-attention, sliding-window) layers of the draft model whose KV sglang sizes together with the
+    target's (`pool_configurator`'s EAGLE / STANDALONE draft layers), read on the target's configurator; None
+    without such a draft (no speculation, NGRAM, the draft worker's own configurator)."""
+    spec = kvc.spec_algorithm
+    if kvc.is_draft_worker or not (spec.is_eagle() or spec.is_standalone()):
+        return None
+    aux = kvc.spec_aux_config
+    n = int(aux.eagle_draft_num_layers or 0)
+    if n <= 0:
+        return None
+    swa = min(int(aux.eagle_draft_swa_num_layers or 0), n)
+    return n - swa, swa
+
+
+def draft_model_config(kvc: Any) -> Any:
+    """sglang's ModelConfig of the draft model, as the target's configurator resolved it."""
+    return kvc.spec_aux_config.draft_model_config
+
+
 # --- private members of sglang classes the adapter subclasses -------------------------------------
 def swa_allocator_fields(allocator: Any, full_size: int, swa_size: int) -> None:
     """Set the private fields `SWATokenToKVPoolAllocator`'s own methods read (its __init__, which jenga's

@@ -20,23 +20,26 @@ _sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
 
 
 class JengaMHAPool(MHABufferHook, _sgl.MHATokenToKVPool):
-    """MHATokenToKVPool over the rows of one jenga layer type. `size` counts the type's slots."""
+    """MHATokenToKVPool over the rows of one jenga layer type: its `layer_num` layers from the row's layer
+    `first_layer` on (a draft model's layers follow the target's). `size` counts the type's slots."""
 
     def __init__(self, *, jenga: JengaBuffer, type_name: str, reported_bytes: int, size: int | None = None,
-                 **kwargs: Any) -> None:
+                 first_layer: int = 0, **kwargs: Any) -> None:
         rows = jenga.num_rows(type_name)
         # sglang's size excludes one reserved page of slots (its padding page); jenga reserves a large page.
         assert size in (None, rows - jenga.page_size), f"{type_name}: pool size {size} != {rows} rows - a page"
         self._jenga = jenga
         self._jenga_type = type_name
         self._jenga_bytes = reported_bytes
+        self._first_layer = first_layer
         kwargs["enable_kv_cache_copy"] = False  # move_kv_cache below copies whole rows instead
         super().__init__(size=rows - jenga.page_size, page_size=jenga.page_size, **kwargs)
 
     def create_buffers(self) -> None:
-        self.k_buffer, self.v_buffer = self._jenga.kv_views(
-            self._jenga_type, self.store_dtype, self.head_num, self.head_dim
-        )
+        ks, vs = self._jenga.kv_views(self._jenga_type, self.store_dtype, self.head_num, self.head_dim)
+        layers = slice(self._first_layer, self._first_layer + self.layer_num)
+        self.k_buffer, self.v_buffer = ks[layers], vs[layers]
+        assert len(self.k_buffer) == self.layer_num, f"{self._jenga_type}: rows hold {len(ks)} layers"
 
     def get_kv_size_bytes(self) -> tuple[int, int]:
         """This type's share of the shared buffer (the views overlap, so numel would overcount)."""

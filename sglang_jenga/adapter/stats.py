@@ -11,7 +11,9 @@ from sglang_jenga.adapter.buffer import JengaBuffer
 
 def jenga_stats(jenga: JengaBuffer, tree_cache: Any) -> dict[str, Any]:
     """Large pages total/free, per type the small-page bytes and pages used / cached / free, and the
-    bytes wasted (free small pages stranded in partly used large pages, plus padding)."""
+    bytes wasted (free small pages stranded in partly used large pages, plus padding). With a speculative
+    draft model, per type its `draft_layers` (stored in the type's rows after the target's) and the bytes of
+    used pages they hold (`draft_bytes_used`)."""
     stats = jenga.allocator.stats()
     tree = getattr(tree_cache, "tree", None)
     cached = dict.fromkeys(jenga.layout.type_names, 0)
@@ -31,6 +33,8 @@ def jenga_stats(jenga: JengaBuffer, tree_cache: Any) -> dict[str, Any]:
             "pages_free_in_carved": t.pages_free_in_carved,
             "large_pages_carved": t.large_pages_carved,
             "bytes_used": t.bytes_used,
+            "draft_layers": jenga.draft_layers.get(t.name, 0),
+            "draft_bytes_used": t.bytes_used * jenga.draft_layers.get(t.name, 0) // geo.num_layers,
         }
     return {
         "large_page_bytes": stats.large_page_bytes,

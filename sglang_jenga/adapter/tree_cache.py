@@ -56,6 +56,10 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         self._kv_encoder_len: dict[int, int] = {}  # id(req.kv) -> encoder tokens at the row's start
         self.sliding_window_size = params.sliding_window_size if self.swa_type else None
         self.draft_swa_window = params.draft_swa_window
+        if self.draft_swa_window > (self.sliding_window_size or 0):
+            raise ValueError(f"--memory-manager jenga: the draft model reads {self.draft_swa_window} sliding-window "
+                             f"tokens, more than the target's window {self.sliding_window_size} that jenga keeps; "
+                             "use another draft or --memory-manager default")
         jenga.on_reset.append(self.reset)
         self.reset()
 

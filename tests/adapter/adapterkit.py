@@ -114,7 +114,8 @@ def _make_layers(*groups: tuple[LayerSpec, Sequence[int]], mamba_params: Any = N
 
 
 def _make_buffer(layers: ModelLayers, num_large: int, page_size: int = 1) -> JengaBuffer:
-    return JengaBuffer(plan_layout(layers.model_spec("tiny"), page_size), num_large, "cpu", layers.stage_layers())
+    return JengaBuffer(plan_layout(layers.model_spec("tiny"), page_size), num_large, "cpu", layers.stage_layers(),
+                       draft_layers=layers.draft)
 
 
 def _make_rig_of(family: str, layers: ModelLayers, num_large: int, req_slots: int, window: int | None = None,

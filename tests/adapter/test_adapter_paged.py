@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
 from adapterkit import (
     _assert_all_free,
     _assert_integrity,
@@ -114,8 +115,8 @@ def test_page_size_with_state_or_cross_attention_layers_is_refused(monkeypatch: 
     mc = SimpleNamespace(hf_config=SimpleNamespace(architectures=["TinyForCausalLM"]), hf_text_config=text,
                          v_head_dim=8, head_dim=8)
     kvc = SimpleNamespace(model_config=mc, is_draft_worker=False, mambaish_config=object() if state else None,
-                          is_hybrid_swa=False, use_mla_backend=False, is_hybrid_swa_compress=False,
-                          kv_cache_dtype=build._SUPPORTED_DTYPES[0], page_size=16)
+                          spec_algorithm=SpeculativeAlgorithm.NONE, is_hybrid_swa=False, use_mla_backend=False,
+                          is_hybrid_swa_compress=False, kv_cache_dtype=build._SUPPORTED_DTYPES[0], page_size=16)
     with pytest.raises(build.UnsupportedModelError, match=f"--page-size 16 with TinyForCausalLM's {kind} layers"):
         build._reject_unsupported(kvc, pipelined=False)
     kvc.page_size = 1
