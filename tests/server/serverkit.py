@@ -66,7 +66,7 @@ def started_pair(model_path: Path, *args: str, max_total_tokens: int = 4096,
 
 def greedy(server: Server, prompt: str | list[int], max_new_tokens: int = 16) -> dict[str, Any]:
     """Greedy /generate with logprobs; returns {"ids", "logprobs", "cached_tokens", "prompt_tokens", "retractions",
-    "text"}."""
+    "text", "verify_steps"} (verify_steps: speculative decoding's verify passes for this request, None without)."""
     key = "text" if isinstance(prompt, str) else "input_ids"
     params = {"max_new_tokens": max_new_tokens, "temperature": 0.0, "ignore_eos": True}
     out = server.post("/generate", {key: prompt, "sampling_params": params, "return_logprob": True})
@@ -78,6 +78,7 @@ def greedy(server: Server, prompt: str | list[int], max_new_tokens: int = 16) ->
         "prompt_tokens": meta["prompt_tokens"],
         "retractions": meta.get("num_retractions", 0),
         "text": out["text"],
+        "verify_steps": meta.get("spec_verify_ct"),
     }
 
 
