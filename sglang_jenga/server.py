@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -34,9 +35,40 @@ class ServerError(RuntimeError):
     """The server exited, did not become ready or dropped a connection; the message ends with its log tail."""
 
 
+# HTTP ports come from between sglang's own late-bound ports (the scheduler's gloo port, drawn from 22000-29999
+# at launch and bound ~20 s later: server_args.PortArgs.init_new, get_free_port_below_ephemeral) and the kernel's
+# ephemeral range, from which every outgoing connection takes its local port: a port from bind(0) could be taken
+# by one before the server binds it (seen 2026-12-07: two servers started side by side, one uvicorn failed to bind,
+# and sglang's launcher then hung instead of exiting).
+_HTTP_PORTS = (30000, 32767)
+_handed_out: set[int] = set()  # ports this process gave a server (none binds before its start)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+BIND_FAILED = "error while attempting to bind on address"  # uvicorn's message when its port is taken
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
+    """A TCP port on 127.0.0.1 that nothing is bound to now and that no other server of this process was given,
+    outside the ranges where it could be taken before the server binds it (above)."""
+    low, high = _HTTP_PORTS[0], min(_HTTP_PORTS[1], _ephemeral_low() - 1)
+    for port in random.sample(range(low, high + 1), min(64, max(high - low + 1, 0))):
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # an unusual ephemeral range: any free port
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -116,6 +148,9 @@ class Server:
                 raise ServerError(f"server exited with code {self.proc.returncode}\n{self.log_tail()}")
             if self._healthy():
                 return self
+            if BIND_FAILED in self.log_tail(20):  # sglang's launcher does not exit after it
+                self.stop()
+                raise ServerError(f"port {self.port} was taken before the server bound it\n{self.log_tail()}")
             time.sleep(1.0)
         self.stop()
         raise ServerError(f"server not ready after {self.timeout_s:.0f} s\n{self.log_tail()}")
