@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
 from adapterkit import (
     _assert_all_free,
     _assert_integrity,
@@ -28,6 +27,7 @@ from adapterkit import (
     slide,
     swa_evicted,
 )
+from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
 
 from sglang_jenga.adapter import build
 
