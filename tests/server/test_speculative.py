@@ -20,19 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from serverkit import (
-    JENGA,
-    Pair,
-    assert_all_free,
-    flush,
-    greedy,
-    greedy_many,
-    jenga_stats,
-    on_all,
-    server,
-)
-
-from sglang_jenga.server import start_all, stop_all
+from serverkit import Pair, assert_all_free, flush, greedy, greedy_many, jenga_stats, on_all, started_pair
 
 pytestmark = pytest.mark.slow
 
@@ -69,13 +57,8 @@ def case(request: pytest.FixtureRequest, zoo: Callable[[str], Path]) -> Iterator
     args = (*TRITON, *c.args, *(("--page-size", page_size, *c.paged_args) if page_size else ()),
             *(("--speculative-draft-model-path", str(zoo(c.draft))) if c.draft else ()))
     budget = SMALL_BUDGET.get(request.param, 4096)
-    pair = Pair(server(zoo(c.model), *args, max_total_tokens=budget, core=0),
-                server(zoo(c.model), *args, *JENGA, max_total_tokens=budget, core=1))
-    start_all(list(pair))
-    try:
+    with started_pair(zoo(c.model), *args, max_total_tokens=budget) as pair:
         yield request.param, c, pair
-    finally:
-        stop_all(list(pair))
 
 
 def _same(d: dict[str, Any], j: dict[str, Any]) -> None:
