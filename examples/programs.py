@@ -1,82 +1,72 @@
 """SGLang frontend-language programs that exercise prefix sharing, used by the examples and tests.
 
-Each program is an `sgl.function`; `run_all(backend_url)` runs them against a server and returns
-their outputs, so the same work can be put to a jenga server and a default one. All generation
-is greedy so two managers must produce the same text.
+Each program is an `sgl.function`; `run_text_programs(backend_url)` runs them against a server and
+returns their outputs and which answers are right, so the same work can be put to a jenga server and a
+default one. All generation is greedy so two managers must produce the same text. The questions are the
+recall task's (sglang_jenga.models.recall): "What is in the red room?" about a document of facts, which
+the zoo's recall-trained models answer (" The apple.") only while every cached token's KV is intact.
 
-- `multi_turn_chat`: several conversations that share one long system prompt, each several turns
-  long (every turn re-sends the whole conversation: prefix hits grow turn by turn).
-- `document_qa`: one shared document, questions asked in parallel with `fork`, then `join`.
+- `multi_turn_chat`: several conversations that share one system prompt (the document), each several
+  turns long (every turn re-sends the whole conversation: prefix hits grow turn by turn).
+- `document_qa`: the document, questions asked in parallel with `fork`, then `join`.
 - `image_qa`: a question about an image (mllama-style cross-attention models only).
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
 import sglang as sgl
 
-SYSTEM_PROMPT = (
-    "You are a careful assistant for a small library. The library opens at nine in the morning "
-    "and closes at six in the evening. Members may borrow five books at a time for three weeks. "
-    "Late returns cost ten cents a day. The reading room is quiet; the cafe is on the ground floor. "
-    "Answer briefly and politely, and say when you do not know."
-)
+from sglang_jenga.models.recall import DOC_INTRO, STOP, is_right, make_document, question
 
-DOCUMENT = (
-    "The river town grew around a wooden bridge built in the year the mill opened. Farmers brought "
-    "grain over the bridge every autumn, and the miller paid them in coins and flour. When the "
-    "railway arrived, the bridge was rebuilt in stone, the mill gained a steam engine, and the town "
-    "doubled in size within ten years. A flood later destroyed the old mill, but the stone bridge "
-    "stood, and today it carries a road, a footpath and a line of lamps that are lit every evening."
-) * 3
+# One document of facts (its first facts ~300 tokens before the questions: ~10x the tiny Gemma-3's window),
+# the system prompt of every conversation and the document of the fork/join program.
+DOCUMENT = make_document(random.Random(2026), 8, (1, 2))
+_KEYS = [key for _, key in DOCUMENT.facts]
+CONVERSATIONS = [_KEYS[0:3], _KEYS[3:6], [_KEYS[6], _KEYS[0], _KEYS[7]]]  # room names, one question each
+QUESTIONS = [_KEYS[1], _KEYS[4], _KEYS[7]]
 
-CONVERSATIONS = [
-    ["When does the library open?", "How many books can I borrow?", "What if I return one late?"],
-    ["Where is the cafe?", "Is the reading room quiet?", "Can I eat there?"],
-    ["Hello!", "What are the opening hours?", "Thank you."],
-]
-
-QUESTIONS = ["What was built first?", "What did the railway change?", "What happened in the flood?"]
-
-GEN = {"max_tokens": 12, "temperature": 0.0}
+GEN = {"max_tokens": 8, "temperature": 0.0, "stop": STOP}
+IMAGE_GEN = {"max_tokens": 12, "temperature": 0.0}
 
 
 @sgl.function
 def multi_turn_chat(s: Any, turns: list[str]) -> None:
-    s += sgl.system(SYSTEM_PROMPT)
-    for i, question in enumerate(turns):
-        s += sgl.user(question)
+    s += sgl.system(DOCUMENT.text)
+    for i, key in enumerate(turns):
+        s += sgl.user(question(key))
         s += sgl.assistant(sgl.gen(f"answer_{i}", **GEN))
 
 
 @sgl.function
 def document_qa(s: Any, document: str, questions: list[str]) -> None:
-    s += "Read the document, then answer each question.\n\n" + document + "\n\n"
+    s += DOC_INTRO + document + "\n\n"
     forks = s.fork(len(questions))
-    for f, question in zip(forks, questions, strict=True):
-        f += "Question: " + question + "\nAnswer:" + sgl.gen("answer", **GEN)
+    for f, key in zip(forks, questions, strict=True):
+        f += "Question: " + question(key) + "\nAnswer:" + sgl.gen("answer", **GEN)
     forks.join()
-    s += "In one line:" + sgl.gen("summary", **GEN)
 
 
 @sgl.function
 def image_qa(s: Any, image_path: str, question: str) -> None:
     s += sgl.user(sgl.image(image_path) + question)
-    s += sgl.assistant(sgl.gen("answer", **GEN))
+    s += sgl.assistant(sgl.gen("answer", **IMAGE_GEN))
 
 
 def run_text_programs(backend_url: str) -> dict[str, Any]:
-    """Run the text programs on the server at `backend_url`; returns {program: outputs}."""
-    backend = sgl.RuntimeEndpoint(backend_url)
+    """Run the text programs on the server at `backend_url` (sglang's plain chat template: the format the
+    recall models were trained on); returns {program: outputs, "right": [answer is right, per question]}."""
+    backend = sgl.RuntimeEndpoint(backend_url, chat_template_name="default")
     chats = multi_turn_chat.run_batch([{"turns": t} for t in CONVERSATIONS], backend=backend)
-    qa = document_qa.run(document=DOCUMENT, questions=QUESTIONS, backend=backend)
+    qa = document_qa.run(document=DOCUMENT.text, questions=QUESTIONS, backend=backend)
     answers = [[s[f"answer_{i}"] for i in range(len(t))] for s, t in zip(chats, CONVERSATIONS, strict=True)]
-    return {
-        "multi_turn_chat": answers,
-        "document_qa": {"answers": list(qa["answer"]), "summary": qa["summary"]},
-    }
+    asked = [k for t in CONVERSATIONS for k in t] + QUESTIONS
+    given = [a for t in answers for a in t] + list(qa["answer"])
+    right = [is_right(a, DOCUMENT.value_of(k)) for k, a in zip(asked, given, strict=True)]
+    return {"multi_turn_chat": answers, "document_qa": list(qa["answer"]), "right": right}
 
 
 def run_image_program(

@@ -25,6 +25,7 @@ or free pages, and after every eviction, as the manager's `on_evict` listener).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -36,6 +37,10 @@ from sglang_jenga.adapter.compat import sglang_classes
 from sglang_jenga.core import EvictResult, LockHandle, Node, TypedRadixTree
 
 _sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
+# Test aid (tests/server/test_recall.py): with this variable set to 1, every prefix hit's full-attention KV is
+# zeroed as it is matched, as if the manager had let those pages be overwritten while cached. A recall-trained
+# model then answers wrongly from cached documents: the recall checks are shown to be able to fail.
+SCRUB_HITS_ENV = "SGLANG_JENGA_TEST_SCRUB_HITS"
 
 
 class JengaRadixCache(_sgl.BasePrefixCache):
@@ -60,6 +65,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             raise ValueError(f"--memory-manager jenga: the draft model reads {self.draft_swa_window} sliding-window "
                              f"tokens, more than the target's window {self.sliding_window_size} that jenga keeps; "
                              "use another draft or --memory-manager default")
+        self._scrub_hits = os.environ.get(SCRUB_HITS_ENV) == "1"
         jenga.on_reset.append(self.reset)
         self.reset()
 
@@ -134,7 +140,17 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             return miss
         if self.state_type and hit.hit_tokens and params.cow_mamba and not self._copy_on_write(params.req, hit):
             return miss
+        if self._scrub_hits:
+            self._scrub(self.jenga.to_slots(self.full_type, hit.pages[self.full_type].pages))
         return _sgl.MatchResult(enc + hit.hit_tokens, hit.node, hit.node, hit.node)
+
+    def _scrub(self, slots: torch.Tensor) -> None:
+        """Zero these full-attention slots' K and V in every layer (SCRUB_HITS_ENV)."""
+        pool = self.token_to_kv_pool_allocator.get_kvcache()
+        pool = getattr(pool, "full_kv_pool", pool)
+        for buffers in (pool.k_buffer, pool.v_buffer):
+            for layer in buffers:
+                layer[slots] = 0
 
     def _copy_on_write(self, req: Any, hit: Any) -> bool:
         """Give `req` a state slot and mark the matched state to be copied into it before the prefill

@@ -17,7 +17,8 @@ from sglang_jenga.server import Server, pinned_env, start_all, stop_all
 # request (Server.start waits for /health_generate, which runs a generation itself), and a scheduler that sleeps
 # when idle: otherwise it polls at 100% of a core, and the 12-request workload of test_memory_pressure.py took
 # ~150 s on one server of a pair instead of ~3 s alone.
-TINY_ARGS = ("--load-format", "dummy", "--dtype", "float32", "--random-seed", "0", "--log-level", "info",
+DUMMY_ARGS = ("--load-format", "dummy")
+TINY_ARGS = (*DUMMY_ARGS, "--dtype", "float32", "--random-seed", "0", "--log-level", "info",
              "--decode-log-interval", "1", "--skip-server-warmup", "--sleep-on-idle")
 
 # Dummy weights wide enough that outputs depend on the KV cache (see sglang_jenga.plugin).
@@ -29,9 +30,11 @@ JENGA = ("--memory-manager", "jenga")
 def server(model_path: Path, *args: str, max_total_tokens: int = 4096, core: int | None = None,
            env: dict[str, str] | None = None) -> Server:
     """An unstarted server with the tiny-model flags (`env` added to its environment); `core` pins its model
-    threads to one CPU core."""
-    env = {**TINY_ENV, **(pinned_env(core) if core is not None else {}), **(env or {})}
-    return Server(model_path, *TINY_ARGS, "--max-total-tokens", str(max_total_tokens), *args, env=env)
+    threads to one CPU core. A model directory with weights (zoo("gemma3-recall")) loads them: no dummy flags."""
+    trained = (model_path / "model.safetensors").exists()
+    base = TINY_ARGS[len(DUMMY_ARGS):] if trained else TINY_ARGS
+    env = {**({} if trained else TINY_ENV), **(pinned_env(core) if core is not None else {}), **(env or {})}
+    return Server(model_path, *base, "--max-total-tokens", str(max_total_tokens), *args, env=env)
 
 
 def start(model_path: Path, *args: str, max_total_tokens: int = 4096) -> Server:
