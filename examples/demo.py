@@ -2,12 +2,13 @@
 
     bash scripts/demo.sh            (set-up, then this script)
 
-1. Writes the tiny Gemma-3-style model (5 sliding-window layers : 1 full layer, random weights)
-   of the model zoo to out/zoo/gemma3.
+1. Writes the tiny Gemma-3-style model (5 sliding-window layers : 1 full layer, window 32) of the
+   model zoo with its recall-trained weights to out/zoo/gemma3-recall.
 2. Starts `python -m sglang.launch_server --memory-manager jenga` on it (CPU, torch_native
    attention) and prints jenga's start-up plan.
 3. Runs the sglang frontend programs of programs.py against it (multi-turn chat sharing a system
-   prompt, fork/join questions over one document) and prints their outputs and jenga's live stats.
+   prompt of facts, fork/join questions over that document), prints the questions, answers and
+   whether each is right, and jenga's live stats.
 4. Runs compare.py: the same work on sglang's default manager and on jenga, side by side.
 """
 
@@ -21,27 +22,33 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import compare  # noqa: E402
-from programs import run_text_programs  # noqa: E402
+from programs import CONVERSATIONS, DOCUMENT, QUESTIONS, run_text_programs  # noqa: E402
 
 from sglang_jenga.models import build  # noqa: E402
+from sglang_jenga.models.recall import question  # noqa: E402
 from sglang_jenga.server import Server  # noqa: E402
 
 MODEL = "gemma3"
 
 
 def serve_and_run(model_dir: Path) -> None:
-    server = Server(model_dir, *compare.FLAGS, "--max-total-tokens", "4096", "--memory-manager", "jenga",
-                    env=compare.ENV)
+    server = Server(model_dir, *compare.FLAGS, "--max-total-tokens", "4096", "--memory-manager", "jenga")
     print("$", " ".join(server.cmd[1:]), flush=True)
     with server:
         plan = re.search(r"Jenga plan: .*", server.log())
         print(plan.group(0) if plan else "(no plan line in the log)")
         outputs = run_text_programs(server.url)
-        print("\n(random weights: the text is noise; step 4 checks that both managers produce the same tokens)")
-        print("multi-turn chat (3 conversations sharing a system prompt):")
-        for turns in outputs["multi_turn_chat"]:
-            print("  ", [t.strip() for t in turns])
-        print("fork/join over one document:", [a.strip() for a in outputs["document_qa"]["answers"]])
+        print(f"\nthe document ({len(DOCUMENT.facts)} facts among other sentences), the system prompt of the chats:")
+        print("  ", DOCUMENT.text[:300] + " ...")
+        right = iter(outputs["right"])
+        print("multi-turn chat (3 conversations sharing that system prompt):")
+        for keys, turns in zip(CONVERSATIONS, outputs["multi_turn_chat"], strict=True):
+            for key, text in zip(keys, turns, strict=True):
+                print(f"   USER: {question(key):32} ASSISTANT:{text:18} {'right' if next(right) else 'WRONG'}")
+        print("fork/join over the document:")
+        for key, text in zip(QUESTIONS, outputs["document_qa"], strict=True):
+            print(f"   Question: {question(key):28} Answer:{text:18} {'right' if next(right) else 'WRONG'}")
+        print(f"right answers: {sum(outputs['right'])}/{len(outputs['right'])}")
         stats = server.get("/server_info")["internal_states"][0]["jenga"]
         print("\njenga stats after the programs:")
         print(json.dumps({k: v for k, v in stats.items() if k != "types"}))
@@ -52,7 +59,7 @@ def serve_and_run(model_dir: Path) -> None:
 
 
 def main() -> None:
-    model_dir = build(MODEL, Path("out/zoo") / MODEL)
+    model_dir = build(MODEL, Path("out/zoo") / f"{MODEL}-recall", trained=True)
     print(f"== 1. tiny model written to {model_dir}")
     print("== 2-3. jenga server + frontend programs")
     serve_and_run(model_dir)
