@@ -24,12 +24,13 @@ from dataclasses import dataclass
 
 from sglang_jenga.models.corpus import CORPUS
 
-# Rooms (keys) and things (values): each one token with its leading space in every zoo tokenizer.
+# Rooms (keys) and things (values, singular: "The X is in ..."): each one token with its leading space in every
+# zoo tokenizer.
 KEYS = ("red", "blue", "white", "grey", "yellow", "orange", "dark", "bright", "north", "west", "quiet", "cold",
     "warm", "small", "large", "old", "new", "empty", "long", "short")
-VALUES = ("apple", "book", "key", "bread", "cup", "clock", "shoes", "shirt", "pen", "notebook", "honey", "salt",
-    "spoon", "carrot", "flower", "glass", "card", "phone", "money", "shell", "leaf", "eggs", "cakes", "oil", "soup",
-    "wheel", "engine", "belt", "brush", "coats", "plates", "cables", "onions", "potatoes", "seed")
+VALUES = ("apple", "book", "key", "bread", "cup", "clock", "shirt", "pen", "notebook", "honey", "salt", "spoon",
+    "carrot", "flower", "glass", "card", "phone", "money", "shell", "leaf", "oil", "soup", "wheel", "engine", "belt",
+    "brush", "seed", "bird", "cat", "dog", "owl", "box", "car", "desk", "tree")
 DOC_INTRO = "Read the document, then answer each question.\n\n"
 STOP = "\n"  # an answer is one line
 _SENTENCES = tuple(s.strip() + "." for s in re.split(r"[.!?]\s+", " ".join(CORPUS.split())) if 30 < len(s) < 160)

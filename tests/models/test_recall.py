@@ -17,9 +17,11 @@ from sglang_jenga.models.train_recall import make_sample, recall_accuracy
 TOKENIZER = build_tokenizer(MODELS["gemma3"].family)
 
 
-def test_keys_and_values_are_single_tokens() -> None:
+@pytest.mark.parametrize("name", ["gemma3", "llama", "mellum"])
+def test_keys_and_values_are_single_tokens(name: str) -> None:
+    tokenizer = build_tokenizer(MODELS[name].family)
     for word in KEYS + VALUES:
-        assert len(TOKENIZER.encode(f" {word}", add_special_tokens=False).ids) == 1, word
+        assert len(tokenizer.encode(f" {word}", add_special_tokens=False).ids) == 1, word
 
 
 def test_chat_text_is_sglang_plain_template() -> None:
@@ -45,11 +47,13 @@ def test_training_targets_point_at_the_right_tokens() -> None:
         assert [tok[p + 1] for p in s.predict][:4] == ["ĠThe", tok[s.lookup[0][0] + 1], ".", "Ċ"]
 
 
-def test_shipped_gemma3_recalls_held_out_documents(tmp_path) -> None:  # noqa: ANN001
-    assert "gemma3" in TRAINED
-    model = AutoModelForCausalLM.from_pretrained(build("gemma3", tmp_path, trained=True), dtype=torch.float32)
+@pytest.mark.parametrize("name", ["gemma3", "llama"])
+def test_shipped_weights_recall_held_out_documents(name: str, tmp_path) -> None:  # noqa: ANN001
+    assert name in TRAINED
+    model = AutoModelForCausalLM.from_pretrained(build(name, tmp_path, trained=True), dtype=torch.float32)
+    tokenizer = build_tokenizer(MODELS[name].family)
     rng = random.Random(12345)  # not the training seeds
-    accuracy = recall_accuracy(model.eval(), [make_sample(TOKENIZER, rng) for _ in range(40)])
+    accuracy = recall_accuracy(model.eval(), [make_sample(tokenizer, rng) for _ in range(40)])
     assert accuracy >= 0.95
 
 
