@@ -7,8 +7,8 @@ the full-attention layer reaches, and the question in the window. So an answer i
 is intact. One pair of servers at a 600-token budget with 128-token prefill chunks runs: a burst of 8 documents
 among 8 short prompts, all decoding 80 tokens (eviction and retraction), 4 documents asked 3 questions each in
 turn (prefix hits), and the frontend programs. Each must be >= 95% right under both managers, with the same
-tokens. A third server (jenga, SCRUB_HITS_ENV: every prefix
-hit's full-attention KV zeroed as it is matched) answers the hit questions wrongly: the checks can fail.
+tokens. A third server (jenga, SCRUB_HITS_ENV: every prefix hit's full-attention KV zeroed as it is matched)
+answers the hit questions wrongly: the checks can fail.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _documents(seed: int, n: int, facts: int = 8) -> list[Document]:
 
 
 def _distance(doc: Document, told: tuple[str, str]) -> int:
-    """Tokens from the told fact's key to the end of the question's prompt."""
+    """Tokens from the told fact's first token to the end of the question's prompt."""
     prompt = document_prompt(doc.text, told[1])
     return len(TOKENIZER.encode(prompt).ids) - len(TOKENIZER.encode(prompt[:prompt.index(fact(*told))]).ids)
 
