@@ -98,9 +98,16 @@ def circuit_layers(config: Any) -> tuple[int, int, int]:
     return 0, 1, max(i for i, t in enumerate(types) if t == "full_attention")
 
 
-def _head_loss(attn: torch.Tensor, pairs: list[tuple[int, int, int]]) -> torch.Tensor:
-    """Mean -log attention weight of head 0 from query to key position, over (batch row, query, key)."""
+def _pairs(batch: list[Sample], field: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(batch rows, query positions, key positions) of every sample's `field` pairs."""
+    pairs = [(b, q, k) for b, s in enumerate(batch) for q, k in getattr(s, field)]
     b, q, k = (torch.tensor(x) for x in zip(*pairs, strict=True))
+    return b, q, k
+
+
+def _head_loss(attn: torch.Tensor, batch: list[Sample], field: str) -> torch.Tensor:
+    """Mean -log attention weight of head 0 from each `field` pair's query to its key position."""
+    b, q, k = _pairs(batch, field)
     return -torch.log(attn[b, 0, q, k] + 1e-6).mean()
 
 
@@ -122,8 +129,7 @@ def batch_loss(model: Any, batch: list[Sample], layers: tuple[int, int, int],
     for layer, field in zip(layers[:2], ("move_value", "move_key"), strict=True):
         loss = loss + 0.5 * _probe(model, out.hidden_states[layer + 1], ids, batch, field, parts)
     for layer, field in zip(layers, ("move_value", "move_key", "lookup"), strict=True):
-        pairs = [(b, q, k) for b, s in enumerate(batch) for q, k in getattr(s, field)]
-        head = _head_loss(out.attentions[layer], pairs)
+        head = _head_loss(out.attentions[layer], batch, field)
         parts[field] = head.item()
         loss = loss + 0.5 * head
     return loss, parts
@@ -132,8 +138,7 @@ def batch_loss(model: Any, batch: list[Sample], layers: tuple[int, int, int],
 def _probe(model: Any, hidden: torch.Tensor, ids: torch.Tensor, batch: list[Sample], field: str,
            parts: dict[str, float]) -> torch.Tensor:
     """Cross-entropy of the unembedded `hidden` at each (query, key) pair's query against the key's token."""
-    pairs = [(b, q, k) for b, s in enumerate(batch) for q, k in getattr(s, field)]
-    b, q, k = (torch.tensor(x) for x in zip(*pairs, strict=True))
+    b, q, k = _pairs(batch, field)
     loss = torch.nn.functional.cross_entropy(model.lm_head(model.model.norm(hidden[b, q])), ids[b, k])
     parts[f"probe_{field}"] = loss.item()
     return loss
