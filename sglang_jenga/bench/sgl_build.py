@@ -10,7 +10,9 @@ Every builder returns `SglangPools(req_to_token_pool, allocator, cache)` with th
 
 The pools are sized in tokens / slots as sglang sizes them; the tensors behind them are tiny (one KV head of
 width `head_dim`, one layer per pool, a minimal Mamba2 state), which changes nothing the allocators and the
-tree decide. page_size is 1 (sglang's default for the fa3/flashinfer/triton backends).
+tree decide. page_size is 1 (sglang's default for the fa3/flashinfer/triton backends); `build_swa` takes another
+(its paged allocators then run their CPU path, `alloc_extend_naive` / `alloc_decode_naive`: torch ops where a
+GPU launches one Triton kernel).
 """
 
 from __future__ import annotations
@@ -46,11 +48,12 @@ def init_sglang() -> None:
 
 
 def _cache(req_pool: Any, allocator: Any, components: tuple[Any, ...], tree_core: str | None,
-           window: int | None = None) -> Any:
+           window: int | None = None, page_size: int = 1) -> Any:
     from sglang.srt.mem_cache.cache_init_params import CacheInitParams
     from sglang.srt.mem_cache.unified_radix_cache import UnifiedRadixCache
 
-    params = CacheInitParams(req_to_token_pool=req_pool, token_to_kv_pool_allocator=allocator, page_size=1,
+    params = CacheInitParams(req_to_token_pool=req_pool, token_to_kv_pool_allocator=allocator,
+                             page_size=page_size,
                              disable=False, sliding_window_size=window, tree_components=components,
                              enable_mamba_extra_buffer=False, tree_core_backend=tree_core)
     return UnifiedRadixCache(params=params)
@@ -78,21 +81,22 @@ def build_full(tokens: int, req_slots: int, max_context: int, tree_core: str | N
 
 
 def build_swa(full_tokens: int, swa_tokens: int, window: int, req_slots: int, max_context: int,
-              tree_core: str | None = None, head_dim: int = 1) -> SglangPools:
-    """Full and sliding-window pools with sglang's SWA allocator and UnifiedRadixCache(FULL, SWA)."""
+              tree_core: str | None = None, head_dim: int = 1, page_size: int = 1) -> SglangPools:
+    """Full and sliding-window pools with sglang's SWA allocator and UnifiedRadixCache(FULL, SWA), `page_size`
+    tokens per page."""
     init_sglang()
     import torch
     from sglang.srt.mem_cache.allocator.swa import SWATokenToKVPoolAllocator
     from sglang.srt.mem_cache.swa_memory_pool import SWAKVPool
     from sglang.srt.mem_cache.unified_cache.components.base import ComponentType
 
-    sizes = {"size": full_tokens, "size_swa": swa_tokens, "page_size": 1, "dtype": torch.bfloat16,
+    sizes = {"size": full_tokens, "size_swa": swa_tokens, "page_size": page_size, "dtype": torch.bfloat16,
              "device": "cpu"}
     kv = SWAKVPool(**sizes, head_num=1, head_dim=head_dim, swa_attention_layer_ids=[0],
                    full_attention_layer_ids=[1])
     alloc = SWATokenToKVPoolAllocator(**sizes, kvcache=kv, need_sort=False)
     req_pool = _req_pool(req_slots, max_context)
-    cache = _cache(req_pool, alloc, (ComponentType.FULL, ComponentType.SWA), tree_core, window)
+    cache = _cache(req_pool, alloc, (ComponentType.FULL, ComponentType.SWA), tree_core, window, page_size)
     return SglangPools(req_pool, alloc, cache)
 
 
