@@ -50,6 +50,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sglang_jenga.core import MODELS, TwoLevelAllocator, TypedRadixTree, plan_layout
+from sglang_jenga.core.specs import ceil_div
 
 WINDOW = 1024
 POOL_TOKENS = 1 << 18
@@ -87,11 +88,11 @@ class JengaSide:
         self.P = page_size
         self.layout = plan_layout(MODELS["gemma-3-27b"], page_size)
         per_large = {t.name: t.pages_per_large for t in self.layout.types}
-        num_large = sum(-(-(POOL_TOKENS // page_size) // k) for k in per_large.values())
+        num_large = sum(ceil_div(POOL_TOKENS // page_size, k) for k in per_large.values())
         self.alloc = TwoLevelAllocator(self.layout, num_large)
         self.tree = TypedRadixTree(self.alloc)
         self.full, self.swa = self.alloc.of("full"), self.alloc.of("swa")
-        held = [-(-_held(o, page_size) // page_size) for o in range(BATCH)]
+        held = [ceil_div(_held(o, page_size), page_size) for o in range(BATCH)]  # pages
         self.running = [(self.full.alloc(n, o), self.swa.alloc(n, o)) for o, n in enumerate(held)]
         # the requests whose token starts a page at each step (P = 1: all of them)
         self.steps = [[o for o in range(BATCH) if (_held(o, page_size) + s) % page_size == 0]

@@ -52,8 +52,7 @@ def _cache(req_pool: Any, allocator: Any, components: tuple[Any, ...], tree_core
     from sglang.srt.mem_cache.cache_init_params import CacheInitParams
     from sglang.srt.mem_cache.unified_radix_cache import UnifiedRadixCache
 
-    params = CacheInitParams(req_to_token_pool=req_pool, token_to_kv_pool_allocator=allocator,
-                             page_size=page_size,
+    params = CacheInitParams(req_to_token_pool=req_pool, token_to_kv_pool_allocator=allocator, page_size=page_size,
                              disable=False, sliding_window_size=window, tree_components=components,
                              enable_mamba_extra_buffer=False, tree_core_backend=tree_core)
     return UnifiedRadixCache(params=params)
