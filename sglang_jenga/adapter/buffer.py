@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -60,6 +61,10 @@ class PlannedAlloc(NamedTuple):
     start: int
 
 
+# Up to this many one-row pages, `to_slots` builds the slot tensor from a C array and `to_pages` subtracts in
+# Python: with cold caches, as between two forwards on a CPU server, that costs about half of numpy's or
+# torch's arithmetic at 32 pages; those win on long lists.
+SMALL = 128
 ALIGN = 64  # bytes: a stage's padded row strides are multiples of it
 
 
@@ -117,6 +122,8 @@ class JengaBuffer:
         self.num_large_pages = num_large_pages
         self.page_size = layout.tokens_per_page  # sglang's --page-size: rows per small page of a token type
         self._rows = {t.name: rows_per_page(layout, t.name) for t in layout.types}
+        # sglang slot of row 0 of core page 0: one reserved large page of rows
+        self._offsets = {t.name: t.pages_per_large * self._rows[t.name] for t in layout.types}
         self.stage = stage_rows(layout, stage_layers)
         self.nbytes = (num_large_pages + 1) * self.stage.large_page_bytes
         self.data = torch.zeros(self.nbytes, dtype=torch.uint8, device=device)
@@ -284,16 +291,22 @@ class JengaBuffer:
     # -- slots <-> core pages -------------------------------------------------------------------
     def slot_offset(self, name: str) -> int:
         """sglang slot of row 0 of core page 0 of type `name` (one reserved large page of rows)."""
-        return self.layout.type(name).pages_per_large * self._rows[name]
+        return self._offsets[name]
 
     def num_rows(self, name: str) -> int:
         """Rows of type `name` across the whole buffer, the reserved large page included."""
         return (self.num_large_pages + 1) * self.layout.type(name).pages_per_large * self._rows[name]
 
     def to_slots(self, name: str, pages: Sequence[int]) -> torch.Tensor:
-        """Core page ids -> int64 tensor of every slot of those pages, in order, on the buffer's device (numpy:
-        a third of torch.tensor's cost). P = 16: pages [0, 2] of a type with 5 pages per large page ->
-        slots 80..95, 112..127."""
+        """Core page ids -> int64 tensor of every slot of those pages, in order, on the buffer's device. P = 16:
+        pages [0, 2] of a type with 5 pages per large page -> slots 80..95, 112..127. A decode step's few
+        one-row pages go through a C array (`SMALL`), long lists through numpy."""
+        if len(pages) <= SMALL and self._rows[name] == 1:
+            if not pages:
+                return torch.empty(0, dtype=torch.int64, device=self.device)
+            off = self._offsets[name]
+            t = torch.frombuffer(array("q", [p + off for p in pages]), dtype=torch.int64)
+            return t if self._on_cpu else t.to(self.device)
         return self._on_device(self._slot_array(name, pages))
 
     def _slot_array(self, name: str, pages: Sequence[int]) -> np.ndarray:
@@ -321,8 +334,11 @@ class JengaBuffer:
 
     def to_pages(self, name: str, slots: torch.Tensor) -> list[int]:
         """Slot tensor -> the core pages holding them, each once, in order of first appearance (a host list)."""
-        host = slots.to("cpu", torch.int64)
         rows = self._rows[name]
+        if rows == 1 and slots.dim() == 1 and len(slots) <= SMALL:
+            off = self._offsets[name]
+            return [s - off for s in slots.tolist()]
+        host = slots.to("cpu", torch.int64)
         if rows == 1:
             return (host - self.slot_offset(name)).tolist()
         pages = host.numpy() // rows - self.layout.type(name).pages_per_large

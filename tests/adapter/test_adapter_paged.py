@@ -29,7 +29,7 @@ from adapterkit import (
 )
 from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
 
-from sglang_jenga.adapter import build
+from sglang_jenga.adapter import buffer, build
 
 P = 4
 
@@ -135,3 +135,17 @@ def test_flat_alloc_takes_whole_pages() -> None:
     _assert_integrity(rig)
     flush(rig)
     _assert_all_free(rig)
+
+
+@pytest.mark.parametrize("page_size", [1, P])
+def test_slots_of_few_and_many_pages_are_the_same_arithmetic(page_size: int) -> None:
+    """`to_slots` builds a decode step's few one-row pages through a C array and long lists through numpy; both
+    give slot (page + pages per large page) * P + j, int64, and `to_pages` takes them back."""
+    jenga = _make_swa(num_large=600, window=4, page_size=page_size).jenga
+    for name in ("full", "swa"):
+        k = jenga.layout.type(name).pages_per_large
+        for pages in ([], [7], [9, 3, 11], list(range(5, 5 + buffer.SMALL + 3))):
+            slots = jenga.to_slots(name, pages)
+            assert slots.dtype == torch.int64
+            assert slots.tolist() == [(p + k) * page_size + j for p in pages for j in range(page_size)]
+            assert jenga.to_pages(name, slots) == pages
