@@ -79,6 +79,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         self.pages_evicted = dict.fromkeys(self.tree.names, 0)
         self._full = self.tree.names.index(self.full_type)
         self._cross = self.tree.names.index(self.cross_type) if self.cross_type else -1
+        self._sizes = {name: (t, rows_per_page(self.jenga.layout, name)) for t, name in enumerate(self.tree.names)}
         self._locks: dict[int, list[LockHandle]] = {}
         self.root_node = self.tree.key_root(None)
         self._root_lock = self.tree.lock(self.root_node)  # kept: the miss answer is never removed
@@ -358,7 +359,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         lacks (None)."""
         if name is None:
             return 0, 0
-        t, rows = self.tree.names.index(name), rows_per_page(self.jenga.layout, name)
+        t, rows = self._sizes[name]
         return self.tree.cached_pages[t] * rows, self.tree.locked_pages[t] * rows
 
     def _evictable(self, name: str | None) -> int:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 from .specs import ModelSpec, PageKind, ceil_div, lcm_all
@@ -84,10 +85,11 @@ class Layout:
 
     def index(self, name: str) -> int:
         """Position of type `name` in `types` (raises KeyError)."""
-        for i, t in enumerate(self.types):
-            if t.name == name:
-                return i
-        raise KeyError(name)
+        return self._positions[name]
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        return {t.name: i for i, t in enumerate(self.types)}
 
     def type(self, name: str) -> TypeLayout:
         return self.types[self.index(name)]

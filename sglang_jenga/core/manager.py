@@ -122,19 +122,21 @@ class KVCacheManager:
     def plan(self, demand: Mapping[str, int]) -> CapacityPlan:
         """Large pages `demand` (pages per type, allocated at once) needs beyond the types' free carved slots.
         Example: k = 5 full pages per large page, 3 free in carved ones; 9 full pages need ceil(6/5) = 2."""
-        needed = 0
+        return CapacityPlan(self._large_pages_needed(demand), self.allocator.large_pages_free)
+
+    def _large_pages_needed(self, demand: Mapping[str, int]) -> int:
+        needed, of = 0, self.allocator.of
         for name, pages in demand.items():
-            small = self.allocator.of(name)
+            small = of(name)
             rest = pages - small.pages_free_in_carved
             if rest > 0:
                 needed += ceil_div(rest, small.pages_per_large)
-        return CapacityPlan(needed, self.allocator.large_pages_free)
+        return needed
 
     def fits(self, demand: Mapping[str, int], extra_large_pages: int = 0) -> bool:
         """Whether `demand` can be allocated at once now (with `extra_large_pages` more free large pages,
         e.g. what eviction could free). The one capacity decision; everything else asks it. O(types)."""
-        p = self.plan(demand)
-        return p.large_pages_needed <= p.large_pages_free + extra_large_pages
+        return self._large_pages_needed(demand) <= len(self.allocator.pool.free) + extra_large_pages
 
     def fits_empty(self, demand: Mapping[str, int]) -> bool:
         """Whether `demand` would fit the pool if nothing were allocated."""
@@ -174,8 +176,9 @@ class KVCacheManager:
 
     def make_room(self, demand: Mapping[str, int]) -> bool:
         """Evict until `demand` fits (or nothing evictable is left); returns whether it fits."""
-        if not self.fits(demand):
-            self.evict_until(lambda freed: self.fits(demand))
+        if self.fits(demand):
+            return True
+        self.evict_until(lambda freed: self.fits(demand))
         return self.fits(demand)
 
     def evict_until(self, done: Callable[[Sequence[int]], bool]) -> EvictResult:
