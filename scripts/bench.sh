@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Every benchmark in one run (about 40 minutes on 2 cores): the replay comparison on
-# real model shapes (table, checks, motivation figures, docs/img/*.png), the allocator microbenchmark, one
-# decode step's allocation warm and cold, the end-to-end bench_serving comparisons on CPU servers (sliding-window models, then Mamba2 hybrids with short
-# requests) and the scheduler's CPU time per step in real servers. JSON results go to out/.
+# Every benchmark in one run (about 40 minutes on 2 cores): the replay comparison on real model shapes (table,
+# checks, motivation figures, docs/img/*.png), the allocator microbenchmark, one decode step's allocation warm
+# and cold, the end-to-end bench_serving comparisons on CPU servers (sliding-window models, then Mamba2 hybrids
+# with short requests) and the scheduler's CPU time per step in real servers. JSON results go to out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
