@@ -71,21 +71,21 @@ class JengaStep:
         self.jenga = JengaBuffer(plan_layout(layers.model_spec(family), 1), POOL_TOKENS, "cpu",
                                  layers.stage_layers())
         self.allocator = build_pools(self.jenga, layers, "cpu").allocator
-        req_pool = sgl_build._req_pool(requests + 1, PROMPT + 1024)
+        req_pool = sgl_build.build_req_pool(requests + 1, PROMPT + 1024)
         params = CacheInitParams(disable=False, req_to_token_pool=req_pool, token_to_kv_pool_allocator=self.allocator,
                                  page_size=1, sliding_window_size=WINDOW if family == "swa" else None)
         self.cache = JengaRadixCache(params, self.jenga)
         # sglang's requests as the plan reads them: their req_to_token row and allocated length
         self.reqs = [SimpleNamespace(kv=SimpleNamespace(req_pool_idx=row, kv_allocated_len=PROMPT))
                      for row in range(1, requests + 1)]
-        self._planned = PlannedAlloc
+        self._planned = PlannedAlloc  # imported here (after init_sglang), read by the timed step
         prompts = [PlannedAlloc(r.kv.req_pool_idx, 0, PROMPT, 0) for r in self.reqs]
         assert self.jenga.alloc_planned(PROMPT * requests, prompts) is not None
 
     def step(self) -> Any:
         from sglang.srt.mem_cache.allocation import alloc_token_slots
 
-        reqs, planned = self.reqs, self._planned
+        reqs, planned = self.reqs, self._planned  # the plugin builds these two plans at every decode step
         self.jenga.plan(lambda: [planned(r.kv.req_pool_idx, 0, 1, r.kv.kv_allocated_len) for r in reqs],
                         lambda: [r.kv.req_pool_idx for r in reqs])
         try:
@@ -139,14 +139,14 @@ def run(requests: int, reps: int) -> dict[str, Any]:
     flushes: dict[str, Callable[[], Any] | None] = {"warm": None, "cold": lambda: big.add_(1.0)}
     report: dict[str, Any] = {}
     for family in FAMILIES:
-        sides: dict[str, JengaStep | SglangStep] = {"jenga": JengaStep(family, requests),
-                                                    "sglang": SglangStep(family, requests)}
+        jenga = JengaStep(family, requests)
+        sides: dict[str, JengaStep | SglangStep] = {"jenga": jenga, "sglang": SglangStep(family, requests)}
         samples: dict[tuple[str, str], list[float]] = {}
         for _ in range(3):  # interleave so machine noise hits both sides
             for mode, flush in flushes.items():
                 for name, side in sides.items():
                     samples.setdefault((mode, name), []).extend(_time(side, reps, flush, requests))
-        sides["jenga"].jenga.manager.check_integrity()  # type: ignore[union-attr]
+        jenga.jenga.manager.check_integrity()
         for mode in flushes:
             j, s = (statistics.median(samples[mode, name]) * 1e6 for name in ("jenga", "sglang"))
             report[f"{family}/{mode}"] = {"jenga_us": round(j, 1), "sglang_us": round(s, 1), "ratio": round(j / s, 2)}

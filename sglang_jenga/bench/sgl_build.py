@@ -58,7 +58,8 @@ def _cache(req_pool: Any, allocator: Any, components: tuple[Any, ...], tree_core
     return UnifiedRadixCache(params=params)
 
 
-def _req_pool(req_slots: int, max_context: int) -> Any:
+def build_req_pool(req_slots: int, max_context: int) -> Any:
+    """sglang's ReqToTokenPool of `req_slots` rows of `max_context` slots, on the CPU."""
     from sglang.srt.mem_cache.memory_pool import ReqToTokenPool
 
     return ReqToTokenPool(size=req_slots, max_context_len=max_context, device="cpu", enable_memory_saver=False)
@@ -75,7 +76,7 @@ def build_full(tokens: int, req_slots: int, max_context: int, tree_core: str | N
     kv = MHATokenToKVPool(size=tokens, page_size=1, dtype=torch.bfloat16, head_num=1, head_dim=1, layer_num=1,
                           device="cpu", enable_memory_saver=False)
     alloc = TokenToKVPoolAllocator(size=tokens, dtype=torch.bfloat16, device="cpu", kvcache=kv, need_sort=False)
-    req_pool = _req_pool(req_slots, max_context)
+    req_pool = build_req_pool(req_slots, max_context)
     return SglangPools(req_pool, alloc, _cache(req_pool, alloc, (ComponentType.FULL,), tree_core))
 
 
@@ -94,7 +95,7 @@ def build_swa(full_tokens: int, swa_tokens: int, window: int, req_slots: int, ma
     kv = SWAKVPool(**sizes, head_num=1, head_dim=head_dim, swa_attention_layer_ids=[0],
                    full_attention_layer_ids=[1])
     alloc = SWATokenToKVPoolAllocator(**sizes, kvcache=kv, need_sort=False)
-    req_pool = _req_pool(req_slots, max_context)
+    req_pool = build_req_pool(req_slots, max_context)
     cache = _cache(req_pool, alloc, (ComponentType.FULL, ComponentType.SWA), tree_core, window, page_size)
     return SglangPools(req_pool, alloc, cache)
 
