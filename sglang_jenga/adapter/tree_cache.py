@@ -273,11 +273,10 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         own (below its SWA eviction cursor: unpaired); else the page paired with the full page's first slot."""
         P = self.page_size
         lo = max(protected, kv.get_evicted_seqlen(_sgl.ComponentType.SWA)) // P * P
-        mapping = self.token_to_kv_pool_allocator.full_to_swa_index_mapping
-        swa = mapping[row[lo::P]]
-        pages = (swa // P - self.jenga.layout.type(cast("str", self.swa_type)).pages_per_large).tolist()
+        swa = self.token_to_kv_pool_allocator.full_to_swa_index_mapping[row[lo::P]].tolist()
+        k = self.jenga.layout.type(cast("str", self.swa_type)).pages_per_large  # slot // P - k: the core page
         own: list[int | None] = [None] * (lo // P)
-        own += [p if s > 0 else None for p, s in zip(pages, swa.tolist(), strict=True)]
+        own += [s // P - k if s > 0 else None for s in swa]
         return own
 
     def _repair_mapping(self, node: Node, full_row: torch.Tensor, protected: int) -> None:
