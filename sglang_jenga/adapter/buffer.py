@@ -295,7 +295,7 @@ class JengaBuffer:
 
     def num_rows(self, name: str) -> int:
         """Rows of type `name` across the whole buffer, the reserved large page included."""
-        return (self.num_large_pages + 1) * self.layout.type(name).pages_per_large * self._rows[name]
+        return (self.num_large_pages + 1) * self._offsets[name]  # a large page of rows each
 
     def to_slots(self, name: str, pages: Sequence[int]) -> torch.Tensor:
         """Core page ids -> int64 tensor of every slot of those pages, in order, on the buffer's device. P = 16:

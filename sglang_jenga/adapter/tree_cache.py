@@ -35,6 +35,7 @@ from sglang_jenga.adapter.allocator import make_room
 from sglang_jenga.adapter.buffer import JengaBuffer, rows_per_page
 from sglang_jenga.adapter.compat import sglang_classes
 from sglang_jenga.core import EvictResult, LockHandle, Node, TypedRadixTree
+from sglang_jenga.core.specs import ceil_div
 
 _sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
 # Test aid (tests/server/test_recall.py): with this variable set to 1, every prefix hit's full-attention KV is
@@ -77,9 +78,10 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             manager.on_evict.append(self._after_evict)
         manager.reset_tree()
         self.pages_evicted = dict.fromkeys(self.tree.names, 0)
-        self._full = self.tree.names.index(self.full_type)
-        self._cross = self.tree.names.index(self.cross_type) if self.cross_type else -1
+        # each type's position in the tree's per-type lists and its rows (sglang slots) per page
         self._sizes = {name: (t, rows_per_page(self.jenga.layout, name)) for t, name in enumerate(self.tree.names)}
+        self._full = self._sizes[self.full_type][0]
+        self._cross = self._sizes[self.cross_type][0] if self.cross_type else -1
         self._locks: dict[int, list[LockHandle]] = {}
         self.root_node = self.tree.key_root(None)
         self._root_lock = self.tree.lock(self.root_node)  # kept: the miss answer is never removed
@@ -282,7 +284,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
     def _repair_mapping(self, node: Node, full_row: torch.Tensor, protected: int) -> None:
         """Pair each new full slot of the request's row with the SWA page the tree holds there."""
         swa_type = cast("str", self.swa_type)
-        swa = self._path_pages(node, self.tree.names.index(swa_type))[protected // self.page_size:]
+        swa = self._path_pages(node, self._sizes[swa_type][0])[protected // self.page_size:]
         full = full_row[protected:]
         alive = torch.tensor([p is not None for p in swa], dtype=torch.bool).repeat_interleave(self.page_size)
         if bool(alive.any()):
@@ -332,10 +334,10 @@ class JengaRadixCache(_sgl.BasePrefixCache):
     def evict(self, params: Any) -> Any:
         """Free at least `num_tokens` full and `swa_num_tokens` sliding-window pages, and enough to
         allocate `mamba_num` more state slots than are free now (or all it can)."""
-        names, P = self.tree.names, self.page_size
-        want = {names.index(self.full_type): -(-params.num_tokens // P)}
+        P = self.page_size
+        want = {self._full: ceil_div(params.num_tokens, P)}
         if self.swa_type:
-            want[names.index(self.swa_type)] = -(-params.swa_num_tokens // P)
+            want[self._sizes[self.swa_type][0]] = ceil_div(params.swa_num_tokens, P)
         states: dict[str, int] = {}
         if self.state_type and params.mamba_num > 0:
             states[self.state_type] = params.mamba_num + self.jenga.allocator.of(self.state_type).available()
@@ -343,7 +345,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         result = manager.evict_until(lambda freed: all(freed[t] >= n for t, n in want.items())
                                      and (not states or manager.fits(states)))
         def freed(name: str | None) -> int:  # tokens (P per page) of a token type, pages of the state type
-            return len(result.pages.get(name, ())) * rows_per_page(self.jenga.layout, name) if name else 0
+            return len(result.pages.get(name, ())) * self._sizes[name][1] if name else 0
 
         return _sgl.EvictResult(num_tokens_evicted=freed(self.full_type), swa_num_tokens_evicted=freed(self.swa_type),
                                 mamba_num_evicted=freed(self.state_type))

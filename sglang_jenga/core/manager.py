@@ -136,7 +136,7 @@ class KVCacheManager:
     def fits(self, demand: Mapping[str, int], extra_large_pages: int = 0) -> bool:
         """Whether `demand` can be allocated at once now (with `extra_large_pages` more free large pages,
         e.g. what eviction could free). The one capacity decision; everything else asks it. O(types)."""
-        return self._large_pages_needed(demand) <= len(self.allocator.pool.free) + extra_large_pages
+        return self._large_pages_needed(demand) <= self.allocator.large_pages_free + extra_large_pages
 
     def fits_empty(self, demand: Mapping[str, int]) -> bool:
         """Whether `demand` would fit the pool if nothing were allocated."""
