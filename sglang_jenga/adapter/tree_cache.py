@@ -210,17 +210,20 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             return  # a state slot the request still holds is freed by on_release
         kv, tokens = req.kv, req.full_untruncated_fill_ids[:up_to]
         n, protected = len(tokens), kv.cache_protected_len
-        row = self.req_to_token_pool.req_to_token[kv.req_pool_idx, :n].to(torch.int64)
         text, extra = self._split_key(tokens, _extra_key_of(req), enc)
+        below = self._locked_prefix(req, protected, n, extra) if not enc else None
+        first = protected if below is not None else 0  # the row's positions handed in: from its locked prefix on
+        text = text[first:]
+        row = self.req_to_token_pool.req_to_token[kv.req_pool_idx, first:n].to(torch.int64)
         pages: dict[str, list[int | None]] = {self.full_type: list(self.jenga.to_pages(self.full_type, row[enc:]))}
         if enc:
             pages[cast("str", self.cross_type)] = list(self.jenga.to_pages(cast("str", self.cross_type), row[:enc]))
         if self.swa_type:
-            pages[self.swa_type] = self._request_swa_pages(kv, row, protected)
+            pages[self.swa_type] = self._request_swa_pages(kv, row, first, protected)
         if self.state_type:
             state: list[int | None] = [None] * (len(text) - 1)
             pages[self.state_type] = [*state, self._checkpoint_state(req)]
-        result = self.jenga.manager.cache_pages(text, pages, extra)
+        result = self.jenga.manager.cache_pages(text, pages, extra, below=below)
         self._after_free(result.duplicates_freed)
         if any(result.duplicates_freed.get(name) for name in (self.full_type, self.cross_type) if name):
             # The tree had some of these positions already: the row takes its pages, paired with its SWA pages.
@@ -270,14 +273,24 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         if text:
             super().free_kv_row(kv, text)
 
-    def _request_swa_pages(self, kv: Any, row: torch.Tensor, protected: int) -> list[int | None]:
-        """SWA page per page position: None below `protected` (the tree's) and where the request released its
-        own (below its SWA eviction cursor: unpaired); else the page paired with the full page's first slot."""
+    def _locked_prefix(self, req: Any, protected: int, n: int, extra: tuple[Any, ...]) -> Node | None:
+        """The node the request holds locked at the end of its protected prefix, if its lock is there (then
+        the checkpoint inserts only the tokens after it); None otherwise, and when nothing is new."""
+        lock = req.lock
+        if lock is None or lock.receipt is None or not protected < n:
+            return None
+        node = lock.node
+        return node if node.end == protected and node.extra_key == extra and not node.is_root else None
+
+    def _request_swa_pages(self, kv: Any, row: torch.Tensor, first: int, protected: int) -> list[int | None]:
+        """SWA page per page position of `row` (the row's positions from `first` on): None below `protected`
+        (the tree's) and where the request released its own (below its SWA eviction cursor: unpaired); else the
+        page paired with the full page's first slot."""
         P = self.page_size
         lo = max(protected, kv.get_evicted_seqlen(_sgl.ComponentType.SWA)) // P * P
-        swa = self.token_to_kv_pool_allocator.full_to_swa_index_mapping[row[lo::P]].tolist()
+        swa = self.token_to_kv_pool_allocator.full_to_swa_index_mapping[row[lo - first::P]].tolist()
         k = self.jenga.layout.type(cast("str", self.swa_type)).pages_per_large  # slot // P - k: the core page
-        own: list[int | None] = [None] * (lo // P)
+        own: list[int | None] = [None] * ((lo - first) // P)
         own += [s // P - k if s > 0 else None for s in swa]
         return own
 

@@ -34,7 +34,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from contextlib import contextmanager
 from functools import partial
 from itertools import compress, repeat
-from operator import is_not, itemgetter
+from operator import is_not, itemgetter, sub
 from typing import NamedTuple, cast
 
 from .allocator import OutOfPagesError, SmallPageAllocator, TwoLevelAllocator
@@ -439,7 +439,13 @@ class KVCacheManager:
 
     def _unhold(self, t: int, pages: Sequence[int], holders: Sequence[int]) -> None:
         rid_of, reqs = self._rid[t], self._reqs
-        if self._kinds[t] is PageKind.TOKENS:
+        if self._kinds[t] is PageKind.TOKENS and holders.count(holders[0]) == len(holders):
+            # one request's pages (a checkpoint hands over the checkpointed request's own): C-level passes
+            r = reqs[holders[0]]
+            slots = map(sub, map(self._pos[t].__getitem__, pages), repeat(r.start))
+            list(map(r.pages[t].__setitem__, slots, repeat(None)))
+            list(map(rid_of.__setitem__, pages, repeat(NOT_HELD)))
+        elif self._kinds[t] is PageKind.TOKENS:
             pos_of = self._pos[t]
             for p, rid in zip(pages, holders, strict=True):
                 r = reqs[rid]
@@ -498,11 +504,11 @@ class KVCacheManager:
         return result
 
     def cache_pages(self, tokens: Sequence[int], pages: Mapping[str, Sequence[int | None]],
-                    key: Hashable = None) -> InsertResult:
+                    key: Hashable = None, *, below: Node | None = None) -> InsertResult:
         """Insert `tokens` with explicit `pages` (TypedRadixTree.insert: the tree takes them, frees the ones it
-        already has); the pages requests held stop being theirs. For engines that keep the page of every
-        position themselves (sglang's req_to_token rows)."""
-        result = self.tree.insert(tokens, pages, key)
+        already has; `below`: they continue a locked node's path); the pages requests held stop being theirs.
+        For engines that keep the page of every position themselves (sglang's req_to_token rows)."""
+        result = self.tree.insert(tokens, pages, key, below=below)
         for t, name in enumerate(self.names):
             live = cast(list[int], list(filter(_is_page, pages.get(name, ()))))  # C-level passes: long rows
             holders = list(map(self._rid[t].__getitem__, live))

@@ -27,6 +27,7 @@ Costs: match and insert O(key length + depth * types); lock/unlock O(depth * typ
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from itertools import repeat
 from operator import itemgetter
 from typing import cast
 
@@ -109,10 +110,16 @@ class TypedRadixTree:
         seg = toks[at:at + len(span)]
         if seg == span:
             return len(span) // self.P
-        i, n = 0, min(len(seg), len(span))
-        while i < n and seg[i] == span[i]:
-            i += 1
-        return i // self.P
+        lo, hi = 0, min(len(seg), len(span))  # seg[:lo] == span[:lo], and they differ within [:hi]
+        while hi - lo > 8:  # bisect with C-level slice comparisons
+            mid = (lo + hi) // 2
+            if seg[lo:mid] == span[lo:mid]:
+                lo = mid
+            else:
+                hi = mid
+        while lo < hi and seg[lo] == span[lo]:
+            lo += 1
+        return lo // self.P
 
     def _key(self, toks: list[int], at: int) -> Hashable:
         return toks[at] if self.P == 1 else tuple(toks[at:at + self.P])
@@ -198,7 +205,7 @@ class TypedRadixTree:
 
     # ---------------------------------------------------------------------------------------------- insert
     def insert(self, tokens: Sequence[int], pages: Mapping[str, Sequence[int | None]],
-               extra_key: Hashable = None) -> InsertResult:
+               extra_key: Hashable = None, *, below: Node | None = None) -> InsertResult:
         """Cache `tokens` (a multiple of P) with the caller's pages; the tree takes ownership of them.
 
         `pages[name]` for TOKENS/STATE types: one entry per page of `tokens` (None where the caller holds
@@ -207,31 +214,43 @@ class TypedRadixTree:
         the encoder pages. Caller pages the tree already holds at that position are freed (duplicates). Raises
         ValueError, changing nothing, on a malformed call or a page that is unallocated or owned by the tree
         elsewhere.
+
+        `below`: a node the caller holds locked whose path is the start of its sequence; `tokens` and `pages`
+        are then the sequence's continuation after it (`extra_key` is the node's). A request that checkpoints
+        again below its matched prefix passes it, so the prefix's pages are not handed in and compared again.
         """
         toks = list(tokens)
         if len(toks) % self.P:
             raise ValueError(f"insert length {len(toks)} is not a multiple of tokens_per_page {self.P}")
         npages = len(toks) // self.P
         args = self._insert_args(pages, npages)
-        root = self._roots.get(extra_key)
-        path, matched = self._walk(root, toks, npages) if root is not None else ([], 0)
+        root: Node | None = self._roots.get(extra_key)
+        base, start = 0, root  # the sequence's first page, the node its tokens continue
+        if below is not None:
+            if not (below.alive and below.ref) or below.root is not self._roots.get(below.extra_key):
+                raise ValueError("insert below a node that is not locked in this tree")
+            if any(args[t] for t in self.request):
+                raise ValueError("encoder pages cannot be inserted below a node")
+            base, root, start = below.end // self.P, below.root, below
+        path, matched = self._walk(start, toks, npages) if start is not None else ([], 0)
         self._validate_insert(args, path, matched, root)
-        root = root if root is not None else self._new_root(extra_key)
-        if path and path[-1].end // self.P > matched:
-            path[-1] = self._split(path[-1], matched)
+        if root is None:
+            root = start = self._new_root(extra_key)
+        if path and path[-1].end // self.P > base + matched:
+            path[-1] = self._split(path[-1], base + matched)
         now = self._tick()
         dups: list[list[int]] = [[] for _ in self.names]
         self._reconcile(path, args, dups, now)
         self._reconcile_request(root, args, dups, now)
-        last = path[-1] if path else root
+        last = path[-1] if path else cast(Node, start)
         if matched < npages:
-            parent, last = last, self._add_leaf(last, toks, matched, args, now)
+            parent, last = last, self._add_leaf(last, toks, matched, args, now, base)
             if parent.ref and len(parent.children) > 1 and parent.parent is not None and self._servable(parent):
                 self._pin(parent)  # a new branch point above running requests
         for t, d in enumerate(dups):
             if d:
                 self.allocator.types[t].free(d)
-        self._touch(last, npages, now)
+        self._touch(last, base + npages, now)
         if not self._end_servable(last):
             self.evictor.mark_dirty(last)  # its tail may be zero-value: checked at the next evict/prune
         freed = {self.names[t]: d for t, d in enumerate(dups) if d}
@@ -300,8 +319,7 @@ class TypedRadixTree:
         if not ok:
             raise ValueError(f"{self.names[t]}: a page is negative, unallocated, repeated or cached elsewhere")
         if claim:
-            for p in pages:
-                cached[p] = 1
+            list(map(cached.__setitem__, pages, repeat(1)))
 
     def _reconcile(self, path: list[Node], args: list[list[int | None]], dups: list[list[int]],
                    now: int) -> None:
@@ -350,8 +368,9 @@ class TypedRadixTree:
             root.time[t] = now
 
     def _add_leaf(self, parent: Node, toks: list[int], matched: int, args: list[list[int | None]],
-                  now: int) -> Node:
-        node = self._new_node(parent, parent.extra_key, toks[matched * self.P:], matched * self.P)
+                  now: int, base: int = 0) -> Node:
+        """A leaf under `parent` for `toks` from page `matched` on (`toks` start at page `base`)."""
+        node = self._new_node(parent, parent.extra_key, toks[matched * self.P:], (base + matched) * self.P)
         parent.children[self._key(node.tokens, 0)] = node
         for t in self.aligned:
             node.pages[t] = lst = args[t][matched:]  # flagged as cached by _validate_insert

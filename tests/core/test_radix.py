@@ -189,3 +189,52 @@ def test_lock_after_split_unlocks_exactly() -> None:
     assert tree.stats().locked_pages == {"full": 0, "swa": 0}
     tree.check_integrity({})
     assert flat(tree.evict(10**9).pages["full"]) and alloc.large_pages_free == alloc.pool.total
+
+
+def _shape(tree) -> list[tuple[int, int, list[list[int | None]]]]:  # type: ignore[no-untyped-def]
+    """Every node's span and pages, depth first in child-key order."""
+    out, todo = [], [tree.key_root()]
+    while todo:
+        node = todo.pop()
+        out.append((node.start, node.end, [list(p) for p in node.pages]))
+        todo.extend(node.children[k] for k in sorted(node.children, reverse=True))
+    return out
+
+
+@pytest.mark.parametrize("second", [toks(6) + [60, 61, 62, 63], toks(8) + [70, 71], toks(10) + [80]],
+                         ids=["below-a-fresh-branch", "splits-below-the-prefix", "duplicates-below-the-prefix"])
+def test_insert_below_a_locked_node_is_insert_of_the_whole_sequence(second: list[int]) -> None:
+    """A request locked at the end of its matched prefix inserts only what follows it: same tree, same
+    duplicates, same new tokens as inserting its whole sequence with the prefix's own pages."""
+    results = []
+    for below in (False, True):
+        alloc, tree = make_tree(full(), swa(2))
+        tree.insert(toks(6), {"full": alloc.alloc("full", 6, 1), "swa": alloc.alloc("swa", 6, 1)})
+        hit = tree.match(second)
+        handle = tree.lock(hit.node)
+        # while request 2 runs on its 6-token prefix, request 3 caches 10 tokens
+        tree.insert(toks(10), {"full": alloc.alloc("full", 10, 3), "swa": alloc.alloc("swa", 10, 3)})
+        n, h = len(second), hit.hit_tokens
+        assert h == 6
+        f, s = alloc.alloc("full", n - h, 2), alloc.alloc("swa", n - h, 2)
+        alloc.free("swa", [s[0]])
+        s[0] = None  # a window page the request already released
+        if below:
+            res = tree.insert(second[h:], {"full": f, "swa": s}, below=hit.node)
+        else:
+            res = tree.insert(second, {"full": [*hit.pages["full"].pages, *f], "swa": [*[None] * h, *s]})
+        tree.unlock(handle)
+        assert res.node.end == n
+        results.append((_shape(tree), res.new_tokens, res.duplicates_freed, alloc.stats()))
+        tree.check_integrity({})
+    assert results[0] == results[1]
+
+
+def test_insert_below_needs_a_locked_node() -> None:
+    alloc, tree = make_tree(full())
+    tree.insert(toks(4), {"full": alloc.alloc("full", 4, 1)})
+    node = tree.match(toks(4)).node
+    more = alloc.alloc("full", 2, 2)
+    with pytest.raises(ValueError, match="not locked"):
+        tree.insert([7, 8], {"full": more}, below=node)
+    assert alloc.of("full").is_used(more[0]) and tree.match(toks(4) + [7, 8]).hit_tokens == 4
