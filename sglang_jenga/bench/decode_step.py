@@ -6,12 +6,14 @@ Both sides go through sglang's own `alloc_token_slots(tree_cache, n)`, the call 
 size 1: on jenga's side over the server's adapter (a `JengaBuffer` planned per request as the plugin plans a
 decode batch, `build_pools`' allocator, `JengaRadixCache`), on sglang's over its own pools and UnifiedRadixCache
 (bench/sgl_build.py). Pools of 16,384 tokens per type (jenga: as many large pages), as bench/scheduler_cost.py's
-servers have; `--requests` running requests hold a 150-token prompt each; every timing allocates one token for
-each and is undone after (outside the timer). Two model shapes, as the tiny zoo's:
+servers have; `--requests` running requests hold 150 + row % 16 tokens (staggered as in a server, so that at each
+step only some of them start a new large page); every timing allocates one token for each and is undone after
+(outside the timer). Two model shapes, as the tiny zoo's:
 
   full  llama: 4 full-attention layers; sglang: TokenToKVPoolAllocator
   swa   gemma3: 5 sliding-window (window 32) + 1 full-attention layers; sglang: SWATokenToKVPoolAllocator (its
-        slots of both pools and their pairing, which jenga's allocator also writes)
+        slots of both pools and their pairing, which jenga's allocator also writes). sglang's default server on
+        a CPU runs this model with one pool, whose step costs what the `full` row's sglang side does
 
 Warm: the step repeated back to back. Cold: a 64 MiB buffer streamed through the caches before each step, as a
 forward on a CPU server does between two scheduler steps. There a step's cost is mostly fetching the code and data
@@ -33,7 +35,8 @@ from typing import Any
 
 from sglang_jenga.bench import sgl_build
 
-PROMPT = 150  # tokens each running request holds
+PROMPT = 150  # tokens the running request on row r holds: PROMPT + r % STAGGER
+STAGGER = 16  # staggered lengths, as in a server: each step, only some requests start a new large page
 POOL_TOKENS = 16_384  # per type, as bench/scheduler_cost.py's servers (--max-total-tokens)
 WINDOW = 32
 FLUSH_BYTES = 64 << 20  # more than this machine's last-level cache (32 MiB)
@@ -53,6 +56,10 @@ def _layers(family: str) -> Any:
         groups = (LayerGroup(full, (5,)), LayerGroup(window, (0, 1, 2, 3, 4)))
     stage = range(6 if family == "swa" else 4)
     return ModelLayers(groups, 1, 64, torch.float32, stage, (stage,))
+
+
+def _held(row: int) -> int:
+    return PROMPT + row % STAGGER
 
 
 class JengaStep:
@@ -76,11 +83,11 @@ class JengaStep:
                                  page_size=1, sliding_window_size=WINDOW if family == "swa" else None)
         self.cache = JengaRadixCache(params, self.jenga)
         # sglang's requests as the plan reads them: their req_to_token row and allocated length
-        self.reqs = [SimpleNamespace(kv=SimpleNamespace(req_pool_idx=row, kv_allocated_len=PROMPT))
+        self.reqs = [SimpleNamespace(kv=SimpleNamespace(req_pool_idx=row, kv_allocated_len=_held(row)))
                      for row in range(1, requests + 1)]
         self._planned = PlannedAlloc  # imported here (after init_sglang), read by the timed step
-        prompts = [PlannedAlloc(r.kv.req_pool_idx, 0, PROMPT, 0) for r in self.reqs]
-        assert self.jenga.alloc_planned(PROMPT * requests, prompts) is not None
+        prompts = [PlannedAlloc(r.kv.req_pool_idx, 0, r.kv.kv_allocated_len, 0) for r in self.reqs]
+        assert self.jenga.alloc_planned(sum(p.tokens for p in prompts), prompts) is not None
 
     def step(self) -> Any:
         from sglang.srt.mem_cache.allocation import alloc_token_slots
@@ -106,7 +113,7 @@ class SglangStep:
         else:
             self.pools = sgl_build.build_swa(POOL_TOKENS, POOL_TOKENS, WINDOW, requests + 1, PROMPT + 1024)
         self.requests = requests
-        self.pools.allocator.alloc(PROMPT * requests)  # the prompts' slots, held throughout
+        self.pools.allocator.alloc(sum(map(_held, range(1, requests + 1))))  # the prompts' slots, held throughout
 
     def step(self) -> Any:
         from sglang.srt.mem_cache.allocation import alloc_token_slots
@@ -150,7 +157,8 @@ def run(requests: int, reps: int) -> dict[str, Any]:
         for mode in flushes:
             j, s = (statistics.median(samples[mode, name]) * 1e6 for name in ("jenga", "sglang"))
             report[f"{family}/{mode}"] = {"jenga_us": round(j, 1), "sglang_us": round(s, 1), "ratio": round(j / s, 2)}
-    report["workload"] = {"requests": requests, "prompt_tokens": PROMPT, "pool_tokens": POOL_TOKENS, "reps": 3 * reps,
+    report["workload"] = {"requests": requests, "prompt_tokens": f"{PROMPT}+row%{STAGGER}", "pool_tokens": POOL_TOKENS,
+                          "reps": 3 * reps,
                           "flush_bytes": FLUSH_BYTES, "torch_threads": 1,
                           "seconds": round(time.perf_counter() - t0, 1)}
     return report
