@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import pytest
 from corekit import full, make_tree, mamba, swa
 
 from sglang_jenga.core import LockHandle, OutOfPagesError, TwoLevelAllocator, TypedRadixTree
@@ -95,6 +96,7 @@ class _Sim:
             req.swa.append(None)
             req.states.append(None)
         for name, attr in (("full", "full"), ("swa", "swa")):
+            pages: list[int] = []  # stays empty if every running request is preempted
             while self.running:
                 try:
                     pages = self._alloc_each_evicting(name, [r.owner for r in self.running])
@@ -179,8 +181,9 @@ def _run(seed: int) -> tuple[list[float], TwoLevelAllocator, TypedRadixTree]:
     return fractions, sim.alloc, sim.tree
 
 
-def test_fragmentation_below_one_percent_at_steady_state() -> None:
-    fractions, alloc, tree = _run(seed=7)
+@pytest.mark.parametrize("seed", range(8))  # seeds 0, 2, 5, 6 have steps with no running request
+def test_fragmentation_below_one_percent_at_steady_state(seed: int) -> None:
+    fractions, alloc, tree = _run(seed)
     assert tree.stats().cached_bytes > alloc.stats().bytes_total // 4, "the cache should be under pressure"
     mean = sum(fractions) / len(fractions)
     assert mean < 0.01, f"mean fragmentation {mean:.4f}"
