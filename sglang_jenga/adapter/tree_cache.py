@@ -236,9 +236,14 @@ class JengaRadixCache(_sgl.BasePrefixCache):
                                          new_row[protected:].to(torch.int32))
         kv.cache_protected_len = n
         kv.cache_inserted_len = max(kv.cache_inserted_len, n)
+        if req.finished():
+            # sglang's release_kv_cache, the only caller for a finished request, unlocks req.lock right after
+            # (checkpoint_kv_cache refuses finished requests): moving the lock down first would be walked for nothing.
+            req.last_node = result.node
+            return
         self.unlock(req.lock)
         req.lock = self.lock(result.node)
-        if self.state_type and not req.finished():
+        if self.state_type:
             # The running request computes on from its own state: the checkpoint just kept is for later
             # hits only, so it stays evictable (sglang's default keeps it locked until the request ends).
             self.tree.release_type(req.lock.receipt, self.state_type)
