@@ -367,9 +367,12 @@ class SmallPageAllocator:
         self.large_pages_carved += count
         step = 1 if lps[-1] >= lps[0] else -1
         if lps != list(range(lps[0], lps[-1] + step, step)):
-            list(map(carver.__setitem__, lps, repeat(t)))
+            for lp in lps:
+                carver[lp] = t
             if k == 1:  # a small page is its large page
-                list(map(self._used.__setitem__, lps, repeat(1)))
+                used = self._used
+                for lp in lps:
+                    used[lp] = 1
                 out.extend(lps)
                 return
             ones, used = b"\x01" * k, self._used
@@ -461,8 +464,10 @@ class SmallPageAllocator:
     def _free_singles(self, pages: list[int]) -> None:
         """Free pages (checked) of a type whose small page is a whole large page: each goes back to the pool."""
         free_in = self._free_in
-        list(map(self._used.__setitem__, pages, repeat(0)))
-        list(map(self.pool.carver.__setitem__, pages, repeat(None)))
+        used, carver = self._used, self.pool.carver
+        for p in pages:
+            used[p] = 0
+            carver[p] = None
         if free_in:  # full open pages of `alloc` (alloc_each keeps none for this type)
             for lp in free_in.keys() & set(pages):
                 self._unlink(lp)

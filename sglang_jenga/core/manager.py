@@ -32,10 +32,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import partial
 from itertools import compress, repeat
-from operator import is_not, itemgetter, sub
-from typing import NamedTuple, cast
+from operator import itemgetter
+from typing import NamedTuple
 
 from .allocator import OutOfPagesError, SmallPageAllocator, TwoLevelAllocator
 from .layout import Layout
@@ -44,7 +43,6 @@ from .radix import TypedRadixTree
 from .specs import PageKind, ceil_div
 
 NOT_HELD = -1
-_is_page = partial(is_not, None)  # filter(_is_page, entries): the pages of a list with None holes
 # Placement owner of every state page: a request holds one state at a time (its checkpoint copies go to the
 # tree), so there is nothing to place together, and an open large page per request would strand the other
 # state slots of it (a new request's state would carve a fresh large page that `plan` did not count).
@@ -285,10 +283,11 @@ class KVCacheManager:
         got = self._joint(lambda a: a.alloc_each(rids), demand)
         for t, ps in zip(self._token_idx, got, strict=True):
             rid_of, pos_of = self._rid[t], self._pos[t]
-            owns = [r.pages[t] for r in reqs]
-            list(map(pos_of.__setitem__, ps, [r.start + len(own) for r, own in zip(reqs, owns, strict=True)]))
-            list(map(rid_of.__setitem__, ps, rids))
-            list(map(list.append, owns, ps))
+            for r, rid, p in zip(reqs, rids, ps, strict=True):
+                own = r.pages[t]
+                pos_of[p] = r.start + len(own)
+                rid_of[p] = rid
+                own.append(p)
         return dict(zip(self.token_types, got, strict=True))
 
     def hold_tokens(self, rids: Sequence[int]) -> bool:
@@ -410,11 +409,13 @@ class KVCacheManager:
         return got
 
     def _hold(self, r: _Request, t: int, pages: list[int]) -> None:
-        own, rid_of = r.pages[t], self._rid[t]
-        list(map(rid_of.__setitem__, pages, repeat(r.rid)))
+        own, rid_of, rid = r.pages[t], self._rid[t], r.rid
+        for p in pages:  # plain loops: map(seq.__setitem__, ...) costs 2-4x as much (a slot wrapper per call)
+            rid_of[p] = rid
         if self._kinds[t] is PageKind.TOKENS:
-            base = r.start + len(own)
-            list(map(self._pos[t].__setitem__, pages, range(base, base + len(pages))))
+            pos_of = self._pos[t]
+            for pos, p in enumerate(pages, r.start + len(own)):
+                pos_of[p] = pos
         own.extend(pages)
 
     def free(self, name: str, pages: Iterable[int]) -> int:
@@ -435,16 +436,19 @@ class KVCacheManager:
 
     def _forget(self, t: int, pages: list[int]) -> None:
         """Clear the page -> request index for `pages` (their records drop them themselves)."""
-        list(map(self._rid[t].__setitem__, pages, repeat(NOT_HELD)))
+        rid_of = self._rid[t]
+        for p in pages:
+            rid_of[p] = NOT_HELD
 
     def _unhold(self, t: int, pages: Sequence[int], holders: Sequence[int]) -> None:
         rid_of, reqs = self._rid[t], self._reqs
         if self._kinds[t] is PageKind.TOKENS and holders.count(holders[0]) == len(holders):
-            # one request's pages (a checkpoint hands over the checkpointed request's own): C-level passes
-            r = reqs[holders[0]]
-            slots = map(sub, map(self._pos[t].__getitem__, pages), repeat(r.start))
-            list(map(r.pages[t].__setitem__, slots, repeat(None)))
-            list(map(rid_of.__setitem__, pages, repeat(NOT_HELD)))
+            # one request's pages (a checkpoint hands over the checkpointed request's own)
+            r, pos_of = reqs[holders[0]], self._pos[t]
+            own, start = r.pages[t], r.start
+            for p in pages:
+                own[pos_of[p] - start] = None
+                rid_of[p] = NOT_HELD
         elif self._kinds[t] is PageKind.TOKENS:
             pos_of = self._pos[t]
             for p, rid in zip(pages, holders, strict=True):
@@ -510,9 +514,10 @@ class KVCacheManager:
         For engines that keep the page of every position themselves (sglang's req_to_token rows)."""
         result = self.tree.insert(tokens, pages, key, below=below)
         for t, name in enumerate(self.names):
-            live = cast(list[int], list(filter(_is_page, pages.get(name, ()))))  # C-level passes: long rows
-            holders = list(map(self._rid[t].__getitem__, live))
-            held = list(map(NOT_HELD.__ne__, holders))
+            rid_of = self._rid[t]
+            live = [p for p in pages.get(name, ()) if p is not None]
+            holders = [rid_of[p] for p in live]
+            held = [h != NOT_HELD for h in holders]
             if any(held):
                 self._unhold(t, list(compress(live, held)), list(compress(holders, held)))
         return result

@@ -27,7 +27,6 @@ Costs: match and insert O(key length + depth * types); lock/unlock O(depth * typ
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from itertools import repeat
 from operator import itemgetter
 from typing import cast
 
@@ -319,7 +318,8 @@ class TypedRadixTree:
         if not ok:
             raise ValueError(f"{self.names[t]}: a page is negative, unallocated, repeated or cached elsewhere")
         if claim:
-            list(map(cached.__setitem__, pages, repeat(1)))
+            for p in pages:
+                cached[p] = 1
 
     def _reconcile(self, path: list[Node], args: list[list[int | None]], dups: list[list[int]],
                    now: int) -> None:
