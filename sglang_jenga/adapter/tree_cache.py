@@ -186,10 +186,13 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             return full
         return torch.cat([self.jenga.to_slots(self.cross_type, node.root.req_pages[self._cross]), full])
 
-    def _path_pages(self, node: Any, t: int) -> list[int | None]:
+    def _path_pages(self, node: Any, t: int, first: int = 0) -> list[int | None]:
+        """Type t's page entries along the path to `node`'s end, from page position `first` on."""
         parts: list[list[int | None]] = []
-        while not node.is_root:
-            parts.append(node.pages[t])
+        P = self.page_size
+        while not node.is_root and node.end // P > first:
+            start = node.start // P
+            parts.append(node.pages[t][first - start:] if start < first else node.pages[t])
             node = node.parent
         return [p for part in reversed(parts) for p in part]
 
@@ -228,12 +231,14 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         if any(result.duplicates_freed.get(name) for name in (self.full_type, self.cross_type) if name):
             # The tree had some of these positions already: the row takes its pages, paired with its SWA pages.
             # Otherwise the tree adopted the row's own pages and their pairs as they are.
-            new_row = self.path_device_indices(result.node)
-            assert len(new_row) == n, (len(new_row), n)
+            # Only positions [protected, n) change: with no encoder, the path's pages from there on.
+            tail = (self.path_device_indices(result.node)[protected:] if enc else
+                    self.jenga.to_slots(self.full_type, cast("list[int]", self._path_pages(
+                        result.node, self._full, protected // self.page_size))))
+            assert len(tail) == n - protected, (len(tail), n, protected)
             if self.swa_type:
-                self._repair_mapping(result.node, new_row, protected)
-            self.req_to_token_pool.write((kv.req_pool_idx, slice(protected, n)),
-                                         new_row[protected:].to(torch.int32))
+                self._repair_mapping(result.node, tail, protected)
+            self.req_to_token_pool.write((kv.req_pool_idx, slice(protected, n)), tail.to(torch.int32))
         kv.cache_protected_len = n
         kv.cache_inserted_len = max(kv.cache_inserted_len, n)
         if req.finished():
@@ -299,11 +304,11 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         own += [s // P - k if s > 0 else None for s in swa]
         return own
 
-    def _repair_mapping(self, node: Node, full_row: torch.Tensor, protected: int) -> None:
-        """Pair each new full slot of the request's row with the SWA page the tree holds there."""
+    def _repair_mapping(self, node: Node, full: torch.Tensor, protected: int) -> None:
+        """Pair each new full slot of the request's row (`full`: its slots from position `protected` on) with the
+        SWA page the tree holds there."""
         swa_type = cast("str", self.swa_type)
-        swa = self._path_pages(node, self._sizes[swa_type][0])[protected // self.page_size:]
-        full = full_row[protected:]
+        swa = self._path_pages(node, self._sizes[swa_type][0], protected // self.page_size)
         alive = torch.tensor([p is not None for p in swa], dtype=torch.bool).repeat_interleave(self.page_size)
         if bool(alive.any()):
             swa_slots = self.jenga.to_slots(swa_type, [p for p in swa if p is not None])
