@@ -109,8 +109,11 @@ class TypedRadixTree:
         seg = toks[at:at + len(span)]
         if seg == span:
             return len(span) // self.P
-        lo, hi = 0, min(len(seg), len(span))  # seg[:lo] == span[:lo], and they differ within [:hi]
-        while hi - lo > 8:  # bisect with C-level slice comparisons
+        n, lo, step = min(len(seg), len(span)), 0, 16
+        while lo + step <= n and seg[lo:lo + step] == span[lo:lo + step]:  # gallop: an early mismatch costs one
+            lo, step = lo + step, step * 2                                  # short comparison, a late one log n
+        hi = min(lo + step, n)  # seg[:lo] == span[:lo]; they differ before hi, if at all
+        while hi - lo > 16:  # bisect with C-level slice comparisons
             mid = (lo + hi) // 2
             if seg[lo:mid] == span[lo:mid]:
                 lo = mid

@@ -238,3 +238,15 @@ def test_insert_below_needs_a_locked_node() -> None:
     with pytest.raises(ValueError, match="not locked"):
         tree.insert([7, 8], {"full": more}, below=node)
     assert alloc.of("full").is_used(more[0]) and tree.match(toks(4) + [7, 8]).hit_tokens == 4
+
+
+def test_match_finds_the_first_difference_anywhere_in_a_long_node() -> None:
+    """The common prefix of a query and a 3,000-token node, wherever they part (the search gallops, then bisects:
+    these positions sit at and beside its boundaries)."""
+    for at in (0, 1, 15, 16, 17, 47, 48, 49, 112, 1000, 2031, 2999, None):
+        alloc, tree = make_tree(full(), num_large=3000)  # a fresh tree each time: a match splits the node
+        tree.insert(toks(3000), {"full": alloc.alloc("full", 3000, 1)})
+        if at is None:  # a query that ends inside the node
+            assert tree.match(toks(1234)).hit_tokens == 1234
+        else:
+            assert tree.match(toks(at) + [10**7] + toks(3000)[at + 1:]).hit_tokens == at, at
