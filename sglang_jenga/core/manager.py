@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from itertools import compress, repeat
+from itertools import repeat
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -515,11 +515,9 @@ class KVCacheManager:
         result = self.tree.insert(tokens, pages, key, below=below)
         for t, name in enumerate(self.names):
             rid_of = self._rid[t]
-            live = [p for p in pages.get(name, ()) if p is not None]
-            holders = [rid_of[p] for p in live]
-            held = [h != NOT_HELD for h in holders]
-            if any(held):
-                self._unhold(t, list(compress(live, held)), list(compress(holders, held)))
+            held = [p for p in pages.get(name, ()) if p is not None and rid_of[p] != NOT_HELD]
+            if held:
+                self._unhold(t, held, [rid_of[p] for p in held])
         return result
 
     def close(self, rid: int) -> int:
