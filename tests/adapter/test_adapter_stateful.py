@@ -175,7 +175,11 @@ class AdapterMachine(RuleBasedStateMachine):
                 return
             if windows and rig.family == "swa":
                 self._slide(reqs)
-            if not rig.allocator.check_decode_capacity(num_tokens=len(reqs), tree_cache=rig.cache):
+            # sglang's demand (ScheduleBatch.new_tokens_required_next_decode): a page for each request whose next
+            # token starts one
+            P = self.PAGE_SIZE
+            need = sum(1 for r in reqs if r.kv.kv_committed_len % P == 0) * P
+            if not rig.allocator.check_decode_capacity(num_tokens=need, tree_cache=rig.cache):
                 event("decode: retract for room")
                 self._retract(self.decoding[-1])
                 return
