@@ -17,6 +17,8 @@ Hooks (targets are listed in adapter/compat.py):
   internal state memory      AFTER   adds live jenga stats to /server_info
   alloc_for_extend,          AROUND  tells jenga whose slots the next flat allocation is (each request
   alloc_for_decode                     its own placement owner) and which extend tokens are encoder tokens
+  ScheduleBatch.maybe_evict_swa AROUND  a decode step's window release tests only the requests that can be
+                                       due (JengaRadixCache.release_windows)
   dummy weight init          AROUND  only with SGLANG_JENGA_DUMMY_WEIGHT_RANGE set (test aid, below)
   scheduler steps and        AROUND  only with SGLANG_JENGA_TIME_SCHEDULER=1: CPU time per batch, any
   memory-manager calls                 manager (adapter/timing.py, bench/scheduler_cost.py)
@@ -64,6 +66,7 @@ def register() -> None:
     registry.register(compat.INTERNAL_STATE_MEMORY, _add_stats, kind.AFTER)
     registry.register(compat.ALLOC_FOR_EXTEND, _alloc_for_extend, kind.AROUND)
     registry.register(compat.ALLOC_FOR_DECODE, _alloc_for_decode, kind.AROUND)
+    registry.register(compat.MAYBE_EVICT_SWA, _maybe_evict_swa, kind.AROUND)
     from sglang_jenga.adapter.torch_native_fix import translate_swa_reads
 
     registry.register(compat.TORCH_NATIVE_EXTEND, translate_swa_reads, kind.AROUND)
@@ -257,6 +260,15 @@ def _alloc_for_decode(original: Any, batch: Any, token_per_req: int) -> Any:
         return original(batch, token_per_req)
     finally:
         jenga.plan(None)
+
+
+def _maybe_evict_swa(original: Any, batch: Any) -> Any:
+    """A decode step's window release: sglang's test and release for the requests that can be due only
+    (JengaRadixCache.release_windows); sglang's loop where it does more, or without jenga."""
+    release = getattr(batch.tree_cache, "release_windows", None)
+    if release is None or not release(batch):
+        return original(batch)
+    return None
 
 
 def _jenga_of(batch: Any) -> Any:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import types
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 SGLANG_VERSION = "0.5.23"
 
@@ -41,6 +42,7 @@ TREE_MASK_MODE = "sglang.srt.speculative.eagle_utils.default_tree_mask_mode"
 NGRAM_WORKER_INIT = "sglang.srt.speculative.ngram_worker.NGRAMWorker.__init__"
 ALLOC_FOR_EXTEND = "sglang.srt.mem_cache.allocation.alloc_for_extend"
 ALLOC_FOR_DECODE = "sglang.srt.mem_cache.allocation.alloc_for_decode"
+MAYBE_EVICT_SWA = "sglang.srt.managers.schedule_batch.ScheduleBatch.maybe_evict_swa"
 # The scheduler steps around each forward and the memory-manager entry points in them (adapter/timing.py).
 SCHEDULER_NEXT_BATCH = "sglang.srt.managers.scheduler.Scheduler.get_next_batch_to_run"
 SCHEDULER_PROCESS_RESULT = "sglang.srt.managers.scheduler.Scheduler.process_batch_result"
@@ -50,7 +52,7 @@ MEMORY_MANAGER_CALLS = {
     "alloc_decode": ALLOC_FOR_DECODE,
     "checkpoint": "sglang.srt.mem_cache.common.checkpoint_kv_cache",
     "release": "sglang.srt.mem_cache.common.release_kv_cache",
-    "release_window": "sglang.srt.managers.schedule_batch.ScheduleBatch.maybe_evict_swa",
+    "release_window": MAYBE_EVICT_SWA,
 }
 DUMMY_WEIGHTS = "sglang.srt.model_loader.weight_utils.initialize_dummy_weights"
 INTERNAL_STATE_MEMORY = (
@@ -284,6 +286,52 @@ def draft_layer_counts(kvc: Any) -> tuple[int, int] | None:
 def draft_model_config(kvc: Any) -> Any:
     """sglang's ModelConfig of the draft model, as the target's configurator resolved it."""
     return kvc.spec_aux_config.draft_model_config
+
+
+def swa_release_interval(cache: Any) -> int | None:
+    """SGLANG_SWA_EVICTION_INTERVAL when `ScheduleBatch.maybe_evict_swa`, for a plain decode batch of `cache`'s,
+    only releases each due request's out-of-window SWA slots (`swa_release_rule`), None when it does more or
+    tests on another basis: auxiliary windows, SGLANG_OPT_RELEASE_PREFILL_SWA (a prefix-lock release each step),
+    ROCm's MegaMoE forward cadence (`_swa_eviction_trigger`). Read once per server, as environment settings."""
+    from sglang.srt.environ import envs
+    from sglang.srt.managers import schedule_batch
+
+    if (schedule_batch._is_hip or cache.supports_auxiliary_swa()
+            or (envs.SGLANG_OPT_RELEASE_PREFILL_SWA.get() and hasattr(cache, "release_swa_prefix_lock"))):
+        return None
+    return max(1, envs.SGLANG_SWA_EVICTION_INTERVAL.get())
+
+
+def is_plain_decode(batch: Any) -> bool:
+    """A decode batch without speculative decoding (`maybe_evict_swa`'s decode branch, one token each)."""
+    spec = batch.spec_algorithm
+    return bool(batch.forward_mode.is_decode()) and (spec is None or spec.is_none())
+
+
+class SwaRelease(NamedTuple):
+    """What `ScheduleBatch.maybe_evict_swa` does with each request of a plain decode batch (`swa_release_rule`):
+    `due(req)` is its test, `release(req)` the release it then makes (the request's out-of-window SWA slots,
+    through the tree cache's `evict_sliding_windows`), `cursor(req)` the request's SWA release cursor (its
+    tokens below it released)."""
+
+    due: Callable[[Any], bool]
+    release: Callable[[Any], None]
+    cursor: Callable[[Any], int]
+
+
+def swa_release_rule(batch: Any, interval: int) -> SwaRelease:
+    """sglang's per-request window release for the plain decode `batch` (where `swa_release_interval` gave
+    `interval`)."""
+    trigger = batch._swa_eviction_trigger(batch.tree_cache.swa_retain_window, interval)
+    swa = sglang_classes().ComponentType.SWA
+
+    def due(req: Any) -> bool:
+        return bool(req.decode_batch_idx >= 1 and req.kv.holds_kv and trigger(req))
+
+    def release(req: Any) -> None:
+        batch._evict_swa(req, req.seqlen - 1, eviction_interval=1)
+
+    return SwaRelease(due, release, lambda req: int(req.kv.get_evicted_seqlen(swa)))
 
 
 # --- private members of sglang classes the adapter subclasses -------------------------------------

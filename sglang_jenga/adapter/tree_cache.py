@@ -33,7 +33,7 @@ import torch
 
 from sglang_jenga.adapter.allocator import make_room
 from sglang_jenga.adapter.buffer import JengaBuffer, rows_per_page
-from sglang_jenga.adapter.compat import sglang_classes
+from sglang_jenga.adapter.compat import is_plain_decode, sglang_classes, swa_release_interval, swa_release_rule
 from sglang_jenga.core import EvictResult, LockHandle, Node, TypedRadixTree
 from sglang_jenga.core.specs import ceil_div
 
@@ -42,6 +42,9 @@ _sgl: Any = sglang_classes()  # sglang's classes, resolved at run time
 # zeroed as it is matched, as if the manager had let those pages be overwritten while cached. A recall-trained
 # model then answers wrongly from cached documents: the recall checks are shown to be able to fail.
 SCRUB_HITS_ENV = "SGLANG_JENGA_TEST_SCRUB_HITS"
+# How far a request's length (Req.seqlen) may run ahead of its decode batch's seq_len when the window release is
+# tested (JengaRadixCache.release_windows): one token (the last one sampled, not in the KV yet), plus one of margin.
+WINDOW_SLACK = 2
 
 
 class JengaRadixCache(_sgl.BasePrefixCache):
@@ -60,6 +63,8 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         self.full_type, self.swa_type, self.cross_type, self.state_type = (
             types.tokens, types.paired, types.encoder, types.state)
         self._kv_encoder_len: dict[int, int] = {}  # id(req.kv) -> encoder tokens at the row's start
+        self._window_due: dict[int, int] = {}  # row -> length from which its window release can be due
+        self._window_interval: int | None = 0  # swa_release_interval, read at the first decode step
         self.sliding_window_size = params.sliding_window_size if self.swa_type else None
         self.draft_swa_window = params.draft_swa_window
         if self.draft_swa_window > (self.sliding_window_size or 0):
@@ -124,6 +129,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         if self.state_type and req.kv.holds_mamba:
             self.req_to_token_pool.mamba_allocator.free(req.kv.mamba_pool_idx.reshape(1))
             req.kv.mamba_pool_idx = None
+        self._window_due.pop(req.kv.req_pool_idx, None)
         self.jenga.close(req.kv.req_pool_idx)
 
     @staticmethod
@@ -332,6 +338,40 @@ class JengaRadixCache(_sgl.BasePrefixCache):
     def unlock(self, lock: Any) -> None:
         if lock is not None and lock.receipt is not None:
             self.tree.unlock(lock.receipt)
+
+    def release_windows(self, batch: Any) -> bool:
+        """sglang's `ScheduleBatch.maybe_evict_swa` for a decode batch, whose loop tests every request every step
+        (~2 µs each between two CPU forwards) though a request is due once every SGLANG_SWA_EVICTION_INTERVAL
+        tokens. Here sglang's own test and release (`swa_release_rule`) run only for the requests that can be
+        due: a request is due at a length of at least cursor + window + interval + 1 (sglang's rule), and
+        `_window_due[row]` keeps that bound from the cursor read the last time the row's request was tested
+        (none yet: 0), so a request is skipped only while its length, at most its batch seq_len + `WINDOW_SLACK`,
+        is below it. Cursors only grow while a request holds its row (a new request or a retraction goes through
+        `on_release`, which drops the bound). Returns False, doing nothing, where sglang's loop does more than
+        that (then it runs as is)."""
+        if self._window_interval == 0:  # not read yet
+            self._window_interval = swa_release_interval(self) if self.swa_type else None
+        interval = self._window_interval
+        if interval is None or not is_plain_decode(batch):
+            return False
+        due_at, slack = self._window_due, WINDOW_SLACK
+        rows, lens = batch.req_pool_indices_cpu.tolist(), batch.seq_lens_cpu.tolist()
+        maybe = [i for i, (row, n) in enumerate(zip(rows, lens, strict=True)) if n + slack >= due_at.get(row, 0)]
+        if not maybe:
+            return True
+        rule, reqs, ahead = swa_release_rule(batch, interval), batch.reqs, self.swa_retain_window + interval + 1
+        due = [reqs[i] for i in maybe if rule.due(reqs[i])]
+        if due:
+            allocator = self.token_to_kv_pool_allocator
+            allocator.free_group_begin()
+            try:
+                for req in due:
+                    rule.release(req)
+            finally:
+                allocator.free_group_end()
+        for i in maybe:
+            due_at[rows[i]] = rule.cursor(reqs[i]) + ahead
+        return True
 
     def evict_sliding_windows(self, req: Any, pre_len: int, *, eviction_interval: int = 1) -> None:
         """Release the request's own out-of-window SWA slots (sglang's rule), and once its window has
