@@ -96,9 +96,13 @@ class JengaStep:
         self.jenga.plan(lambda: [planned(r.kv.req_pool_idx, 0, 1, r.kv.kv_allocated_len) for r in reqs],
                         lambda: [r.kv.req_pool_idx for r in reqs])
         try:
-            return alloc_token_slots(self.cache, len(reqs))
+            slots = alloc_token_slots(self.cache, len(reqs))
         finally:
             self.jenga.plan(None)
+        # The step's records are written by the next call that reads them (KVCacheManager.alloc_step): in a
+        # server after several steps, together; timed here with each step, as if every step had a reader.
+        self.jenga.manager.record_steps()
+        return slots
 
     def undo(self, slots: Any) -> None:
         self.allocator.free(slots)

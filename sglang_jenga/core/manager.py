@@ -12,7 +12,8 @@ whether a demand fits, over one `TwoLevelAllocator` and one `TypedRadixTree`:
                             free whole large pages; state pages share one owner), its own pages, its lock.
   match / lock              the longest prefix every type can serve; lock it for the request.
   alloc / alloc_tokens      pages for a prefill chunk at the request's next positions (all token types at once).
-  alloc_step(rids)          one decode step: one page per request per token type.
+  alloc_step(rids)          one decode step: one page per request per token type (in the records from the
+                            next call that reads them: `record_steps`).
   free(name, pages)         pages requests give back (sglang's out-of-window slots, leftovers, retraction).
   release_window(rid, L)    free the request's own pages no later step reads once L tokens are computed, and
                             its lock on the cached prefix's window once past it.
@@ -115,6 +116,10 @@ class KVCacheManager:
         self._rid = [[NOT_HELD] * a.num_pages for a in self.allocator.types]
         self._pos = [[NOT_HELD] * a.num_pages if k is PageKind.TOKENS else [] for a, k in
                      zip(self.allocator.types, self._kinds, strict=True)]
+        # Decode steps whose pages are not in the records yet ((rids, pages per token type) each; `record_steps`),
+        # and the rids of the last step made (open, distinct, holding token pages) with no other call since.
+        self._journal: list[tuple[list[int], list[list[int]]]] = []
+        self._steady: list[int] | None = None
 
     # ------------------------------------------------------------------------------------------ capacity
     def plan(self, demand: Mapping[str, int]) -> CapacityPlan:
@@ -211,6 +216,7 @@ class KVCacheManager:
 
     def held(self, rid: int) -> HeldPages:
         """What `rid` holds outside the tree (a copy)."""
+        self.record_steps()
         r = self._reqs[rid]
         return HeldPages(r.start, {n: list(r.pages[t]) for t, n in enumerate(self.names)})
 
@@ -252,6 +258,7 @@ class KVCacheManager:
         pages. With `evict`, makes room first. Raises OutOfPagesError, allocating nothing, if they do not fit."""
         if evict:
             self.make_room({name: num_pages})
+        self.record_steps()
         r, t = self._reqs[rid], self._index[name]
         owner = STATE_OWNER if self._kinds[t] is PageKind.STATE else rid
         pages = self.allocator.types[t].alloc(num_pages, owner)
@@ -264,6 +271,7 @@ class KVCacheManager:
         demand = dict.fromkeys(self.token_types, num_tokens)
         if evict:
             self.make_room(demand)
+        self.record_steps()
         got = self._joint(lambda a: a.alloc(num_tokens, rid), demand)
         r = self._reqs[rid]
         for t, ps in zip(self._token_idx, got, strict=True):
@@ -273,26 +281,53 @@ class KVCacheManager:
     def alloc_step(self, rids: Sequence[int], *, evict: bool = False) -> dict[str, list[int]]:
         """One decode step: a page of every token type for each request of `rids` (distinct, open), in order.
         Raises OutOfPagesError, allocating nothing, if they do not fit together; ValueError (KeyError if a
-        request is not open), allocating nothing, on a malformed step."""
-        reqs = [self._reqs[rid] for rid in rids]
-        if len(set(rids)) != len(rids):
-            raise ValueError(f"a decode step lists a request twice: {sorted(rids)}")
+        request is not open), allocating nothing, on a malformed step.
+
+        The pages go into the requests' records at the next call that reads them (`record_steps`): consecutive
+        steps of one batch, with nothing else in between, touch only the allocator, and their records are
+        written together, while the records are warm (a decode step between two CPU forwards otherwise spends
+        most of its time fetching them). A step that lists the requests of the last step, with nothing else
+        since, skips the checks."""
+        checked = self._steady if rids == self._steady else self._check_step(rids)
         demand = dict.fromkeys(self.token_types, len(rids))
         if evict:
             self.make_room(demand)
         got = self._joint(lambda a: a.alloc_each(rids), demand)
-        for t, ps in zip(self._token_idx, got, strict=True):
-            rid_of, pos_of = self._rid[t], self._pos[t]
-            for r, rid, p in zip(reqs, rids, ps, strict=True):
-                own = r.pages[t]
-                pos_of[p] = r.start + len(own)
-                rid_of[p] = rid
-                own.append(p)
+        self._journal.append((checked, got))
+        self._steady = checked  # each of them holds a token page now
         return dict(zip(self.token_types, got, strict=True))
+
+    def _check_step(self, rids: Sequence[int]) -> list[int]:
+        for rid in rids:
+            if rid not in self._reqs:
+                raise KeyError(rid)
+        if len(set(rids)) != len(rids):
+            raise ValueError(f"a decode step lists a request twice: {sorted(rids)}")
+        return list(rids)
+
+    def record_steps(self) -> None:
+        """Write the decode steps `alloc_step` has not recorded yet into the requests' records. Every method
+        that reads the records calls it first; an engine may call it when idle."""
+        self._steady = None
+        if not self._journal:
+            return
+        journal, self._journal = self._journal, []
+        reqs = self._reqs
+        for rids, got in journal:
+            held = [reqs[rid] for rid in rids]
+            for t, ps in zip(self._token_idx, got, strict=True):
+                rid_of, pos_of = self._rid[t], self._pos[t]
+                for r, rid, p in zip(held, rids, ps, strict=True):
+                    own = r.pages[t]
+                    pos_of[p] = r.start + len(own)
+                    rid_of[p] = rid
+                    own.append(p)
 
     def hold_tokens(self, rids: Sequence[int]) -> bool:
         """Whether every request of `rids` is open and holds a token page (of its own, from its start on;
         released ones count), so `alloc_step` knows each one's next position."""
+        if rids == self._steady:
+            return True  # the last step's requests (each got a token page), and nothing but steps since
         reqs, idx = self._reqs, self._token_idx
         try:
             held = itemgetter(*rids)(reqs) if len(rids) > 1 else [reqs[r] for r in rids]
@@ -309,6 +344,7 @@ class KVCacheManager:
         step (`alloc_step`). If per-request placement takes more large pages than `plan` counted, everything
         is given back and placed again `packed`. Raises OutOfPagesError, allocating nothing and opening no
         record, if the batch does not fit."""
+        self.record_steps()
         demand = Counter(dict.fromkeys(self.token_types, sum(p.num_tokens for p in parts)))
         for p in parts:
             if p.extra_pages:
@@ -421,6 +457,7 @@ class KVCacheManager:
     def free(self, name: str, pages: Iterable[int]) -> int:
         """Free pages that requests hold (whichever requests). Returns large pages returned to the pool.
         Raises ValueError, freeing nothing, if a page is not held by a request (the tree's, or free)."""
+        self.record_steps()
         t = self._index[name]
         pages = pages if type(pages) is list else list(pages)
         if not pages:
@@ -464,6 +501,7 @@ class KVCacheManager:
         """Free `rid`'s own pages that no step after `computed_tokens` reads (policy.releasable_pages), and
         drop its lock on the cached prefix's pages of a type once the releasable range covers the prefix.
         Returns the pages freed."""
+        self.record_steps()
         r, freed = self._reqs[rid], 0
         for t in self._windowed:
             stop = self.tree.policies[t].releasable_pages(computed_tokens).stop
@@ -488,6 +526,7 @@ class KVCacheManager:
         each state type the page `states[name]` at the end, which a request must hold or None; every encoder
         page it holds). The tree frees duplicates. Its own token pages then start at n. Does not move the
         lock (call `lock`). Raises ValueError, changing nothing, on a malformed insert."""
+        self.record_steps()
         r, n = self._reqs[rid], len(tokens) // self.layout.tokens_per_page
         if n < r.start:
             raise ValueError(f"request {rid}: caching {n} tokens, but its own pages start at {r.start}")
@@ -512,6 +551,7 @@ class KVCacheManager:
         """Insert `tokens` with explicit `pages` (TypedRadixTree.insert: the tree takes them, frees the ones it
         already has; `below`: they continue a locked node's path); the pages requests held stop being theirs.
         For engines that keep the page of every position themselves (sglang's req_to_token rows)."""
+        self.record_steps()
         result = self.tree.insert(tokens, pages, key, below=below)
         for t, name in enumerate(self.names):
             rid_of = self._rid[t]
@@ -523,6 +563,7 @@ class KVCacheManager:
     def close(self, rid: int) -> int:
         """Free every page `rid` still holds, release its lock, forget its placement owner and the record.
         Returns the pages freed here."""
+        self.record_steps()
         r = self._reqs.pop(rid)
         freed = 0
         for t, own in enumerate(r.pages):
@@ -539,6 +580,7 @@ class KVCacheManager:
     # ------------------------------------------------------------------------------------------ checks
     def held_pages(self) -> dict[str, list[int]]:
         """Every page requests hold, per type name."""
+        self.record_steps()
         out: dict[str, list[int]] = {n: [] for n in self.names}
         for r in self._reqs.values():
             for t, own in enumerate(r.pages):
@@ -548,6 +590,7 @@ class KVCacheManager:
     def check_integrity(self) -> None:
         """Assert allocator and tree integrity, that every used page is cached by the tree or held by exactly
         one request, and that the page -> request index agrees with the records. O(pages)."""
+        self.record_steps()
         self.allocator.check_integrity()
         held = self.held_pages()
         for t, name in enumerate(self.names):

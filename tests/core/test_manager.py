@@ -45,6 +45,39 @@ def test_each_request_gets_its_own_large_pages_and_frees_them_whole() -> None:
     kv.check_integrity()
 
 
+def test_decode_steps_reach_the_records_before_anything_reads_them() -> None:
+    """Steps are recorded at the next call that reads the records: each reader right after steps."""
+    kv = _manager(full(), swa(2, layers=2), num_large=64)
+    for rid in (1, 2):
+        kv.open(rid)
+        kv.alloc_tokens(rid, 1)
+    steps = [kv.alloc_step([1, 2]) for _ in range(3)]
+    assert kv.held(1).pages["full"][1:] == [s["full"][0] for s in steps]
+    assert kv.held(2).pages["swa"][1:] == [s["swa"][1] for s in steps]
+    last = kv.alloc_step([1, 2])
+    kv.free("swa", [last["swa"][0]])  # request 1's page of that step
+    assert kv.held(1).pages["swa"][4] is None
+    kv.alloc_step([1, 2])
+    got = kv.alloc_tokens(1, 2)  # a chunk after steps goes to the positions after theirs
+    assert kv.held(1).pages["full"][6:] == got["full"]
+    kv.alloc_step([1, 2])
+    assert kv.release_window(2, 9) == 9 - 2  # swa window 2: positions 0..6 freed, 6 from that step
+    kv.alloc_step([1, 2])
+    assert kv.alloc(1, "full", 1)[0] not in kv.held(1).pages["full"][:10]  # position 10, after the steps'
+    kv.alloc_step([1, 2])
+    kv.cache(1, list(range(11)))  # a checkpoint up to the step before: positions 0..10 to the tree
+    assert kv.held(1) == HeldPages(11, {"full": [kv.held(1).pages["full"][0]], "swa": []})
+    kv.alloc_step([1, 2])
+    assert kv.close(1) == 2 + 1
+    with pytest.raises(KeyError):  # a step of a closed request, right after steps it was in
+        kv.alloc_step([1, 2])
+    kv.alloc_step([2])
+    kv.check_integrity()
+    assert kv.close(2) == 2 * 11 - 7
+    kv.evict_all()
+    assert kv.allocator.large_pages_free == 64
+
+
 def test_joint_allocation_packs_when_placement_would_run_short() -> None:
     kv = KVCacheManager(plan_layout(make_model(full(), swa(2, layers=2)), 1), 2, low_water=0)
     kv.open(1)

@@ -69,18 +69,24 @@ class ManagerMachine(RuleBasedStateMachine):
         self.start(tokens[:max(1, len(tokens) - cut)] + [data.draw(st.integers(0, 2))], key)
 
     @precondition(lambda self: self.reqs)
-    @rule(data=st.data())
-    def decode(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), steps=st.integers(1, 3), release=st.booleans(), close=st.booleans())
+    def decode(self, data: st.DataObject, steps: int, release: bool, close: bool) -> None:
+        """`steps` decode steps of one batch back to back (the manager records them at the next call that reads
+        its records), after a window release or not, and maybe a request of the batch closed straight after."""
         rids = data.draw(st.lists(st.sampled_from(sorted(self.reqs)), min_size=1, max_size=4, unique=True))
-        for rid in rids:
-            self.kv.release_window(rid, self._pages(rid))
-        try:
-            self.kv.alloc_step(rids, evict=True)
-        except OutOfPagesError:
-            event("decode: out of pages")
-            return
-        for rid in rids:
-            self.reqs[rid].tokens.extend([data.draw(st.integers(0, 2))] * self.P)
+        if release:
+            for rid in rids:
+                self.kv.release_window(rid, self._pages(rid))
+        for _ in range(steps):
+            try:
+                self.kv.alloc_step(rids, evict=True)
+            except OutOfPagesError:
+                event("decode: out of pages")
+                return
+            for rid in rids:
+                self.reqs[rid].tokens.extend([data.draw(st.integers(0, 2))] * self.P)
+        if close:
+            self._close(rids[0])
 
     @precondition(lambda self: self.reqs)
     @rule(data=st.data())
