@@ -347,8 +347,9 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         `_window_due[row]` keeps that bound from the cursor read the last time the row's request was tested
         (none yet: 0), so a request is skipped only while its length, at most its batch seq_len + `WINDOW_SLACK`,
         is below it. Cursors only grow while a request holds its row (a new request or a retraction goes through
-        `on_release`, which drops the bound). Returns False, doing nothing, where sglang's loop does more than
-        that (then it runs as is)."""
+        `on_release`, which drops the bound); were one moved back in place, its release would come later than
+        sglang's, never earlier. Returns False, doing nothing, where sglang's loop does more than that (then it
+        runs as is)."""
         if self._window_interval == 0:  # not read yet
             self._window_interval = swa_release_interval(self) if self.swa_type else None
         interval = self._window_interval
