@@ -64,7 +64,7 @@ class JengaRadixCache(_sgl.BasePrefixCache):
             types.tokens, types.paired, types.encoder, types.state)
         self._kv_encoder_len: dict[int, int] = {}  # id(req.kv) -> encoder tokens at the row's start
         self._window_due: dict[int, int] = {}  # row -> length from which its window release can be due
-        self._window_interval: int | None = 0  # swa_release_interval, read at the first decode step
+        self._window_interval = swa_release_interval(self) if types.paired else None  # None: sglang's loop runs
         self.sliding_window_size = params.sliding_window_size if self.swa_type else None
         self.draft_swa_window = params.draft_swa_window
         if self.draft_swa_window > (self.sliding_window_size or 0):
@@ -350,8 +350,6 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         `on_release`, which drops the bound); were one moved back in place, its release would come later than
         sglang's, never earlier. Returns False, doing nothing, where sglang's loop does more than that (then it
         runs as is)."""
-        if self._window_interval == 0:  # not read yet
-            self._window_interval = swa_release_interval(self) if self.swa_type else None
         interval = self._window_interval
         if interval is None or not is_plain_decode(batch):
             return False
