@@ -111,6 +111,7 @@ class KVCacheManager:
         self._kinds = tuple(t.kind for t in layout.types)
         self.token_types = tuple(n for n, k in zip(self.names, self._kinds, strict=True) if k is PageKind.TOKENS)
         self._token_idx = tuple(self._index[n] for n in self.token_types)
+        self._token_allocators = tuple(self.allocator.types[t] for t in self._token_idx)
         self._windowed = tuple(t for t in self._token_idx if not self.tree.policies[t].leaf_only)
         self._reqs: dict[int, _Request] = {}
         self._rid = [[NOT_HELD] * a.num_pages for a in self.allocator.types]
@@ -287,12 +288,16 @@ class KVCacheManager:
         steps of one batch, with nothing else in between, touch only the allocator, and their records are
         written together, while the records are warm (a decode step between two CPU forwards otherwise spends
         most of its time fetching them). A step that lists the requests of the last step, with nothing else
-        since, skips the checks."""
+        since, skips the checks. With at least a free large page per page asked (each type's `alloc_each` takes
+        at most one per request) no type can run short, and the types allocate one after the other."""
         checked = self._steady if rids == self._steady else self._check_step(rids)
-        demand = dict.fromkeys(self.token_types, len(rids))
+        types = self._token_allocators
         if evict:
-            self.make_room(demand)
-        got = self._joint(lambda a: a.alloc_each(rids), demand)
+            self.make_room(dict.fromkeys(self.token_types, len(rids)))
+        if len(self.allocator.pool.free) >= len(rids) * len(types):
+            got = [a.alloc_each(rids) for a in types]
+        else:
+            got = self._joint(lambda a: a.alloc_each(rids), dict.fromkeys(self.token_types, len(rids)))
         self._journal.append((checked, got))
         self._steady = checked  # each of them holds a token page now
         return dict(zip(self.token_types, got, strict=True))

@@ -91,6 +91,21 @@ def test_joint_allocation_packs_when_placement_would_run_short() -> None:
     kv.check_integrity()
 
 
+def test_decode_step_near_the_end_of_the_pool_is_all_or_nothing() -> None:
+    # a large page: 2 full pages or 1 swa page; 4 large pages
+    kv = KVCacheManager(plan_layout(make_model(full(), swa(2, layers=2)), 1), 4, low_water=0)
+    kv.open(1)
+    kv.alloc_tokens(1, 2)  # one large page of full pages (now full), two of swa pages: one left
+    before = (kv.allocator.large_pages_free, kv.held(1))
+    with pytest.raises(OutOfPagesError):  # a new large page of each type: the full one fits alone, not both
+        kv.alloc_step([1])
+    assert (kv.allocator.large_pages_free, kv.held(1)) == before  # nothing taken, not even the full page
+    kv.free("swa", [kv.held(1).pages["swa"][0]])
+    got = kv.alloc_step([1])
+    assert kv.allocator.large_pages_free == 0 and kv.held(1).pages["full"][2:] == got["full"]
+    kv.check_integrity()
+
+
 def test_batch_is_placed_again_packed_when_placement_runs_short() -> None:
     # a large page: 2 full pages or 1 cross page; the batch needs 2 full + 1 cross = both large pages
     kv = _manager(full(), cross(layers=2), num_large=2)
