@@ -29,6 +29,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, cast
 
+import numpy as np
 import torch
 
 from sglang_jenga.adapter.allocator import make_room
@@ -315,10 +316,13 @@ class JengaRadixCache(_sgl.BasePrefixCache):
         SWA page the tree holds there."""
         swa_type = cast("str", self.swa_type)
         swa = self._path_pages(node, self._sizes[swa_type][0], protected // self.page_size)
-        alive = torch.tensor([p is not None for p in swa], dtype=torch.bool).repeat_interleave(self.page_size)
-        if bool(alive.any()):
-            swa_slots = self.jenga.to_slots(swa_type, [p for p in swa if p is not None])
-            self.token_to_kv_pool_allocator.set_full_to_swa_mapping(full[alive.to(full.device)], swa_slots)
+        live = [p for p in swa if p is not None]
+        if not live:
+            return
+        if len(live) < len(swa):  # tombstoned positions keep no pair
+            alive = np.repeat(np.fromiter((p is not None for p in swa), dtype=bool, count=len(swa)), self.page_size)
+            full = full[torch.from_numpy(alive).to(full.device)]
+        self.token_to_kv_pool_allocator.set_full_to_swa_mapping(full, self.jenga.to_slots(swa_type, live))
 
     def _after_evict(self, result: EvictResult) -> None:
         """The manager evicted these pages: count them and unpair their slots."""

@@ -331,3 +331,30 @@ def test_shared_placement_mixes_requests(monkeypatch: pytest.MonkeyPatch) -> Non
     finish(rig, b)
     flush(rig)
     _assert_all_free(rig)
+
+
+def test_swa_finish_over_a_twin_keeps_the_pairing() -> None:
+    """Window 4; a and b have the same prompt, are prefilled in one batch and decode the same tokens, releasing
+    their windows as they go. a finishes first: the tree gets its decode tokens, with tombstones where a had
+    released its SWA pages. b's finish then finds those positions cached: its full pages there are duplicates
+    (freed), its row takes the tree's, which pair with the tree's SWA pages where they live and with nothing at
+    the tombstones (b's own SWA pages there are released too)."""
+    rig = _make_swa(window=4)
+    a, b = _make_req(rig, list(range(6))), _make_req(rig, list(range(6)))
+    assert admit(rig, a) == admit(rig, b) == 0
+    extend(rig, [(a, 6), (b, 6)])
+    _assert_integrity(rig, [a, b])
+    for _ in range(8):
+        decode(rig, [a, b])
+        slide(rig, [a, b])
+        _assert_integrity(rig, [a, b])
+    assert a.output_ids == b.output_ids and swa_evicted(b) > 6
+    finish(rig, a)
+    _assert_integrity(rig, [b])
+    finish(rig, b)  # the whole mapping is checked here, slot by slot
+    _assert_integrity(rig)
+    swa_t = rig.manager.names.index("swa")
+    cached = [p for node in rig.manager.tree.iter_nodes() for p in node.pages[swa_t]]
+    assert None in cached and any(p is not None for p in cached)  # tombstones and live SWA pages
+    flush(rig)
+    _assert_all_free(rig)
