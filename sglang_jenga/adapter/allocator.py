@@ -215,11 +215,6 @@ class JengaSWAAllocator(PagedAlloc, _sgl.SWATokenToKVPoolAllocator):
         self.full_to_swa_index_mapping = torch.zeros(full_rows + 1, dtype=torch.int64, device=device)
         self.full_to_swa_index_mapping[-1] = -1
         self.swa_to_full = torch.zeros(swa_rows, dtype=torch.int64, device=device)
-        # On a CPU the pairing is written through numpy views of both tables: a torch index_put costs 2-3x as
-        # much there, between two forwards (~10-20 µs of a decode step).
-        on_cpu = torch.device(device).type == "cpu"
-        self._to_swa_np = self.full_to_swa_index_mapping.numpy() if on_cpu else None
-        self._to_full_np = self.swa_to_full.numpy() if on_cpu else None
         self.swa_free_group: list[torch.Tensor] = []
         self.swa_page_ids_group: list[torch.Tensor] = []
         self.get_kvcache().register_mapping(self.full_to_swa_index_mapping)
@@ -298,13 +293,7 @@ class JengaSWAAllocator(PagedAlloc, _sgl.SWATokenToKVPoolAllocator):
                                          self.jenga.to_slots(self.swa_type, pages[self.swa_type]))
 
     def set_full_to_swa_mapping(self, full_indices: torch.Tensor, swa_indices: torch.Tensor) -> None:
-        if not full_indices.numel():
-            return
-        if self._to_swa_np is not None and self._to_full_np is not None:
-            full, swa = full_indices.numpy(), swa_indices.numpy()
-            self._to_swa_np[full] = swa
-            self._to_full_np[swa] = full
-        else:
+        if full_indices.numel():
             self.full_to_swa_index_mapping[full_indices.long()] = swa_indices.long()
             self.swa_to_full[swa_indices.long()] = full_indices.long()
 
