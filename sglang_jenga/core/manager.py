@@ -288,16 +288,12 @@ class KVCacheManager:
         steps of one batch, with nothing else in between, touch only the allocator, and their records are
         written together, while the records are warm (a decode step between two CPU forwards otherwise spends
         most of its time fetching them). A step that lists the requests of the last step, with nothing else
-        since, skips the checks. With at least a free large page per page asked (each type's `alloc_each` takes
-        at most one per request) no type can run short, and the types allocate one after the other."""
+        since, skips the checks."""
         checked = self._steady if rids == self._steady else self._check_step(rids)
-        types = self._token_allocators
+        demand = dict.fromkeys(self.token_types, len(rids))
         if evict:
-            self.make_room(dict.fromkeys(self.token_types, len(rids)))
-        if len(self.allocator.pool.free) >= len(rids) * len(types):
-            got = [a.alloc_each(rids) for a in types]
-        else:
-            got = self._joint(lambda a: a.alloc_each(rids), dict.fromkeys(self.token_types, len(rids)))
+            self.make_room(demand)
+        got = self._joint(lambda a: a.alloc_each(rids), demand)
         self._journal.append((checked, got))
         self._steady = checked  # each of them holds a token page now
         return dict(zip(self.token_types, got, strict=True))
@@ -427,9 +423,13 @@ class KVCacheManager:
 
     def _joint(self, take: Callable[..., list[int]], demand: Mapping[str, int]) -> list[list[int]]:
         """Run `take(small_allocator)` for every token type, all or nothing. If placement used more large
-        pages than `plan` counted and a later type runs short, roll back and place again `packed`."""
+        pages than `plan` counted and a later type runs short, roll back and place again `packed`. With at least
+        a free large page per page asked (a page takes at most one new large page) no type can run short: the
+        types then allocate one after the other, without the fit check."""
+        types = self._token_allocators
+        if len(self.allocator.pool.free) >= sum(demand.values()):
+            return [take(a) for a in types]
         self._require_fits(demand)
-        types = [self.allocator.types[t] for t in self._token_idx]
         try:
             return self._take_all(types, take)
         except OutOfPagesError:
@@ -437,7 +437,7 @@ class KVCacheManager:
                 return self._take_all(types, take)
 
     @staticmethod
-    def _take_all(types: list[SmallPageAllocator], take: Callable[..., list[int]]) -> list[list[int]]:
+    def _take_all(types: Sequence[SmallPageAllocator], take: Callable[..., list[int]]) -> list[list[int]]:
         """`take` from every type in turn; on OutOfPagesError, free what was taken and re-raise."""
         got: list[list[int]] = []
         try:
