@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set-up shared by the README's two commands: a virtual environment in .venv with sglang 0.5.23
 # installed the CPU way (requirements/cpu.lock, then sglang without its GPU-only dependencies),
-# this project in editable mode, and the CPU runtime hook. Idempotent: a second run only
-# compares a checksum and takes well under a second.
+# this project in editable mode (its C part, sglang_jenga/core/_pages.c, built in place by the machine's
+# C compiler), and the CPU runtime hook. Idempotent: a second run only compares a checksum and takes
+# well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,7 @@ SGLANG_VERSION=0.5.23
 TORCH_WHEELS=${JENGA_TORCH_WHEELS:-/opt/wheels}
 
 stamp=.venv/.jenga-setup
-want=$(cat requirements/cpu.lock pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$(cat requirements/cpu.lock pyproject.toml scripts/setup.sh sglang_jenga/core/_pages.c | sha256sum | cut -d' ' -f1)
 if [ -x .venv/bin/python ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0
 fi

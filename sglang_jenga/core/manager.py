@@ -427,7 +427,7 @@ class KVCacheManager:
         a free large page per page asked (a page takes at most one new large page) no type can run short: the
         types then allocate one after the other, without the fit check."""
         types = self._token_allocators
-        if len(self.allocator.pool.free) >= sum(demand.values()):
+        if self.allocator.pool.num_free >= sum(demand.values()):
             return [take(a) for a in types]
         self._require_fits(demand)
         try:

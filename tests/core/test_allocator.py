@@ -141,7 +141,12 @@ def test_bad_free_changes_nothing() -> None:
         a.free("full", [pages[0], pages[0]])
     with pytest.raises(ValueError):
         a.free("full", [10**6])
-    assert a.stats() == before
+    for bad in ([pages[1], -1], [pages[1], 2**70], [pages[1], pages[2], pages[1]]):  # C-side checks: a page seen
+        with pytest.raises(ValueError, match="full: page"):  # before the bad one is not left half-freed
+            a.free("full", bad)
+    with pytest.raises(TypeError):
+        a.free("full", [pages[1], "7"])
+    assert a.stats() == before and all(a.of("full").is_used(p) for p in pages)
     a.check_integrity()
     a.free("full", pages)
     assert a.large_pages_free == 4
