@@ -1,5 +1,6 @@
 """Engine-agnostic core of sglang_jenga: layer-type specs, LCM layout, two-level allocator, per-type policies,
-typed radix tree and prefix-subset evictor. Pure Python; imports nothing from sglang or torch.
+typed radix tree and prefix-subset evictor. Python, with the allocator's bookkeeping in C (`_pages.c`, built by the
+set-up); imports nothing from sglang or torch.
 
 Typical use (what the sglang adapter and the replay benchmark both do, through `KVCacheManager`):
 
