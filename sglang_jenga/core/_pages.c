@@ -9,7 +9,8 @@
                      exactly for carved large pages that have free slots or are some owner's open page
      holes           ordered set: carved, not open, with free slots (filled first, oldest first)
      open_avail      ordered set: open, with free slots
-     open            dict owner -> its open large page; opener[lp] the owner (a new reference) while open
+     open            owner -> its open large page (a hash table; owners are ints); opener[lp] the owner while
+                     is_open[lp]
 
    Every operation is the one allocator.py describes; the per-page loops are plain C loops. Page ids go in and out
    as Python lists of ints. */
@@ -71,6 +72,86 @@ static PyObject *oset_list(OrderedSet *s) {
         Py_DECREF(v);
     }
     return out;
+}
+
+/* ------------------------------------------------------------------------------------------ owner map */
+typedef struct {
+    int64_t *keys, *vals;
+    uint8_t *full;
+    Py_ssize_t cap, len; /* cap a power of two, len <= cap / 2 */
+} OwnerMap; /* int64 owner -> int64 large page, open addressing with linear probing */
+
+static int omap_init(OwnerMap *m, Py_ssize_t cap) {
+    m->keys = PyMem_Calloc(cap, sizeof(int64_t));
+    m->vals = PyMem_Calloc(cap, sizeof(int64_t));
+    m->full = PyMem_Calloc(cap, 1);
+    m->cap = cap;
+    m->len = 0;
+    return m->keys && m->vals && m->full ? 0 : -1;
+}
+
+static void omap_free(OwnerMap *m) {
+    PyMem_Free(m->keys);
+    PyMem_Free(m->vals);
+    PyMem_Free(m->full);
+}
+
+static inline Py_ssize_t omap_slot(const OwnerMap *m, int64_t key) { /* key's slot, or the empty one it would take */
+    uint64_t h = (uint64_t)key * 0x9E3779B97F4A7C15ull;
+    Py_ssize_t i = (Py_ssize_t)(h >> 32) & (m->cap - 1);
+    while (m->full[i] && m->keys[i] != key) i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static int64_t omap_get(const OwnerMap *m, int64_t key) { /* -1: absent */
+    Py_ssize_t i = omap_slot(m, key);
+    return m->full[i] ? m->vals[i] : -1;
+}
+
+static int omap_set(OwnerMap *m, int64_t key, int64_t val) {
+    if (2 * (m->len + 1) > m->cap) {
+        OwnerMap bigger;
+        if (omap_init(&bigger, 2 * m->cap) < 0) { PyErr_NoMemory(); return -1; }
+        for (Py_ssize_t j = 0; j < m->cap; j++) {
+            if (!m->full[j]) continue;
+            Py_ssize_t i = omap_slot(&bigger, m->keys[j]);
+            bigger.full[i] = 1, bigger.keys[i] = m->keys[j], bigger.vals[i] = m->vals[j];
+        }
+        bigger.len = m->len;
+        omap_free(m);
+        *m = bigger;
+    }
+    Py_ssize_t i = omap_slot(m, key);
+    if (!m->full[i]) m->full[i] = 1, m->keys[i] = key, m->len++;
+    m->vals[i] = val;
+    return 0;
+}
+
+static void omap_del(OwnerMap *m, int64_t key) { /* backward-shift deletion: no tombstones */
+    Py_ssize_t i = omap_slot(m, key), mask = m->cap - 1;
+    if (!m->full[i]) return;
+    m->full[i] = 0;
+    m->len--;
+    for (Py_ssize_t j = (i + 1) & mask; m->full[j]; j = (j + 1) & mask) {
+        uint64_t h = (uint64_t)m->keys[j] * 0x9E3779B97F4A7C15ull;
+        Py_ssize_t home = (Py_ssize_t)(h >> 32) & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) { /* j's home is not between i (exclusive) and j: move it to i */
+            m->full[i] = 1, m->keys[i] = m->keys[j], m->vals[i] = m->vals[j];
+            m->full[j] = 0;
+            i = j;
+        }
+    }
+}
+
+static int owner_arg(PyObject *o, int64_t *out) { /* an owner: an int in int64's range */
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (*out == -1 && PyErr_Occurred()) return -1;
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "owner out of int64 range");
+        return -1;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ Pool */
@@ -180,15 +261,15 @@ typedef struct {
     Pool *pool;
     PyObject *name;
     PyObject *used; /* bytearray, one byte per small page */
-    PyObject *open; /* dict owner -> open large page */
+    OwnerMap open;
     int type_index;
     Py_ssize_t k, num_pages;
     Py_ssize_t pages_used, pages_free_in_carved, large_pages_carved;
     int64_t *stack;
     int32_t *nslots;
     int32_t *count; /* scratch of `free`, per large page; all zero between calls */
-    uint8_t *listed;
-    PyObject **opener;
+    uint8_t *listed, *is_open;
+    int64_t *opener;
     OrderedSet holes, open_avail;
 } Pages;
 
@@ -228,13 +309,13 @@ static int Pages_init(Pages *self, PyObject *args, PyObject *kw) {
     Py_ssize_t total = self->pool->total, n = total ? total : 1;
     self->num_pages = total * k;
     self->used = PyByteArray_FromStringAndSize(NULL, self->num_pages);
-    self->open = PyDict_New();
     self->stack = PyMem_Malloc(n * k * sizeof(int64_t));
     self->nslots = PyMem_Calloc(n, sizeof(int32_t));
     self->count = PyMem_Calloc(n, sizeof(int32_t));
     self->listed = PyMem_Calloc(n, 1);
-    self->opener = PyMem_Calloc(n, sizeof(PyObject *));
-    if (!self->used || !self->open || !self->stack || !self->nslots || !self->count || !self->listed || !self->opener ||
+    self->opener = PyMem_Calloc(n, sizeof(int64_t));
+    self->is_open = PyMem_Calloc(n, 1);
+    if (!self->used || omap_init(&self->open, 64) < 0 || !self->is_open || !self->stack || !self->nslots || !self->count || !self->listed || !self->opener ||
         oset_init(&self->holes, n) < 0 || oset_init(&self->open_avail, n) < 0) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         return -1;
@@ -245,24 +326,21 @@ static int Pages_init(Pages *self, PyObject *args, PyObject *kw) {
 
 static int Pages_traverse(Pages *self, visitproc visit, void *arg) {
     Py_VISIT(self->pool);
-    Py_VISIT(self->open);
     return 0;
 }
 
 static void Pages_dealloc(Pages *self) {
     PyObject_GC_UnTrack(self);
-    if (self->opener && self->pool) {
-        for (Py_ssize_t lp = 0; lp < self->pool->total; lp++) Py_XDECREF(self->opener[lp]);
-    }
     Py_XDECREF(self->pool);
     Py_XDECREF(self->name);
     Py_XDECREF(self->used);
-    Py_XDECREF(self->open);
+    omap_free(&self->open);
     PyMem_Free(self->stack);
     PyMem_Free(self->nslots);
     PyMem_Free(self->count);
     PyMem_Free(self->listed);
     PyMem_Free(self->opener);
+    PyMem_Free(self->is_open);
     oset_free(&self->holes);
     oset_free(&self->open_avail);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -295,54 +373,43 @@ static int64_t carve(Pages *self) { /* a free large page with a full free-slot s
 }
 
 /* Drop lp's free-slot stack and its hole/open bookkeeping (it is leaving this type). */
-static int unlink_large(Pages *self, int64_t lp) {
+static void unlink_large(Pages *self, int64_t lp) {
     self->listed[lp] = 0;
     oset_remove(&self->holes, lp);
     oset_remove(&self->open_avail, lp);
-    PyObject *owner = self->opener[lp];
-    if (owner) {
-        self->opener[lp] = NULL;
-        int rc = PyDict_DelItem(self->open, owner);
-        Py_DECREF(owner);
-        return rc;
+    if (self->is_open[lp]) {
+        self->is_open[lp] = 0;
+        omap_del(&self->open, self->opener[lp]);
     }
-    return 0;
 }
 
 /* -- open large pages */
 
-static int64_t open_of(Pages *self, PyObject *owner) { /* the owner's open large page, -1: none (or error) */
-    PyObject *v = PyDict_GetItemWithError(self->open, owner);
-    return v ? PyLong_AsLongLong(v) : -1;
-}
-
-static int close_owner(Pages *self, PyObject *owner) {
-    int64_t lp = open_of(self, owner);
-    if (lp < 0) return PyErr_Occurred() ? -1 : 0;
-    if (PyDict_DelItem(self->open, owner) < 0) return -1;
-    Py_CLEAR(self->opener[lp]);
+static void close_owner(Pages *self, int64_t owner) {
+    int64_t lp = omap_get(&self->open, owner);
+    if (lp < 0) return;
+    omap_del(&self->open, owner);
+    self->is_open[lp] = 0;
     if (self->open_avail.in[lp]) {
         oset_remove(&self->open_avail, lp);
         oset_add(&self->holes, lp);
     } else {
         self->listed[lp] = 0; /* full and no longer open: no free-slot stack */
     }
-    return 0;
 }
 
-static int set_open(Pages *self, PyObject *owner, int64_t lp) {
-    if (close_owner(self, owner) < 0) return -1;
-    PyObject *v = PyLong_FromLongLong(lp);
-    if (!v || PyDict_SetItem(self->open, owner, v) < 0) { Py_XDECREF(v); return -1; }
-    Py_DECREF(v);
-    self->opener[lp] = Py_NewRef(owner);
+static int set_open(Pages *self, int64_t owner, int64_t lp) {
+    close_owner(self, owner);
+    if (omap_set(&self->open, owner, lp) < 0) return -1;
+    self->opener[lp] = owner;
+    self->is_open[lp] = 1;
     if (self->nslots[lp]) oset_add(&self->open_avail, lp);
     return 0;
 }
 
 /* Large page for the owner's next slots: a hole (made its open page), else a fresh one (made its open page)
    while the pool is above its low-water mark, else other owners' open pages' free slots, else a fresh one. */
-static int64_t next_source(Pages *self, PyObject *owner) {
+static int64_t next_source(Pages *self, int64_t owner) {
     Pool *pool = self->pool;
     int64_t lp;
     if (self->holes.len) {
@@ -359,9 +426,8 @@ static int64_t next_source(Pages *self, PyObject *owner) {
     return set_open(self, owner, lp) < 0 ? -1 : lp;
 }
 
-static int64_t source_for(Pages *self, PyObject *owner) {
-    int64_t lp = open_of(self, owner);
-    if (lp < 0 && PyErr_Occurred()) return -1;
+static int64_t source_for(Pages *self, int64_t owner) {
+    int64_t lp = omap_get(&self->open, owner);
     return lp >= 0 && self->nslots[lp] ? lp : next_source(self, owner);
 }
 
@@ -411,8 +477,8 @@ static PyObject *Pages_alloc(Pages *self, PyObject *const *args, Py_ssize_t narg
         return NULL;
     }
     Py_ssize_t n = PyLong_AsSsize_t(args[0]);
-    PyObject *owner = args[1];
-    if (n == -1 && PyErr_Occurred()) return NULL;
+    int64_t owner;
+    if ((n == -1 && PyErr_Occurred()) || owner_arg(args[1], &owner) < 0) return NULL;
     if (n < 0) {
         PyErr_SetString(PyExc_ValueError, "num_pages must be >= 0");
         return NULL;
@@ -426,8 +492,7 @@ static PyObject *Pages_alloc(Pages *self, PyObject *const *args, Py_ssize_t narg
     Py_ssize_t got = 0, k = self->k;
     Pool *pool = self->pool;
     if (n) {
-        int64_t lp = open_of(self, owner);
-        if (lp < 0 && PyErr_Occurred()) goto fail;
+        int64_t lp = omap_get(&self->open, owner);
         if (lp >= 0 && self->nslots[lp]) got += take(self, lp, n, out);
     }
     while (got < n) {
@@ -457,19 +522,23 @@ static PyObject *Pages_alloc_each(Pages *self, PyObject *owners) {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
     PyObject *res = NULL;
-    int64_t *out = NULL;
+    int64_t *out = NULL, *ids = NULL;
     Pool *pool = self->pool;
     if (n > available(self)) {
         out_of_pages(self, n);
         goto done;
     }
     out = PyMem_Malloc((n ? n : 1) * sizeof(int64_t));
-    if (!out) { PyErr_NoMemory(); goto done; }
+    ids = PyMem_Malloc((n ? n : 1) * sizeof(int64_t));
+    if (!out || !ids) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (owner_arg(items[i], ids + i) < 0) goto done;
+    }
     if (self->k == 1 && pool->nfree - pool->low_water >= n) {
         take_whole(self, n, out); /* a small page is a whole large page: no open pages to keep */
     } else {
         for (Py_ssize_t i = 0; i < n; i++) {
-            int64_t lp = source_for(self, items[i]);
+            int64_t lp = source_for(self, ids[i]);
             if (lp < 0) goto done; /* only on an internal error: pages taken so far are not given back */
             take(self, lp, 1, out + i);
         }
@@ -478,6 +547,7 @@ static PyObject *Pages_alloc_each(Pages *self, PyObject *owners) {
     res = to_list(out, n);
 done:
     PyMem_Free(out);
+    PyMem_Free(ids);
     Py_DECREF(seq);
     return res;
 }
@@ -516,19 +586,17 @@ static int64_t *checked_pages(Pages *self, PyObject *seq, Py_ssize_t n) {
 }
 
 /* Return a large page whose small pages are all free (its stack holds all k) to the pool. */
-static int uncarve(Pages *self, int64_t lp) {
-    int rc = unlink_large(self, lp);
+static void uncarve(Pages *self, int64_t lp) {
+    unlink_large(self, lp);
     self->pages_free_in_carved -= self->k;
     push_large(self, lp);
-    return rc;
 }
 
 /* Per-page free (pages checked): back on their large page's stack, which returns to the pool when all k
    slots are free. */
-static int free_each(Pages *self, const int64_t *pages, Py_ssize_t n) {
+static void free_each(Pages *self, const int64_t *pages, Py_ssize_t n) {
     uint8_t *used = used_of(self);
     int64_t k = self->k;
-    int rc = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t p = pages[i], lp = p / k;
         used[p] = 0;
@@ -538,19 +606,18 @@ static int free_each(Pages *self, const int64_t *pages, Py_ssize_t n) {
         }
         self->stack[lp * k + self->nslots[lp]++] = p;
         if (self->nslots[lp] == k) {
-            rc |= uncarve(self, lp);
+            uncarve(self, lp);
         } else if (self->nslots[lp] == 1) {
-            oset_add(self->opener[lp] ? &self->open_avail : &self->holes, lp);
+            oset_add(self->is_open[lp] ? &self->open_avail : &self->holes, lp);
         }
     }
     self->pages_used -= n;
     self->pages_free_in_carved += n;
-    return rc;
 }
 
 /* Bulk free: every large page all of whose used pages are in `pages` goes back to the pool at once, in the
    order of their first page in `pages`. The pages of the other large pages are written to `rest` (in order);
-   returns how many, or -1 on error. */
+   returns how many, or -1 (out of memory, nothing changed). */
 static Py_ssize_t free_whole_large(Pages *self, const int64_t *pages, Py_ssize_t n, int64_t *rest) {
     int64_t k = self->k;
     Py_ssize_t nlarge = 0, nrest = 0, nwhole = 0, holes = 0;
@@ -565,7 +632,6 @@ static Py_ssize_t free_whole_large(Pages *self, const int64_t *pages, Py_ssize_t
         if (!count[lp]++) order[nlarge++] = lp;
     }
     uint8_t *used = used_of(self);
-    int rc = 0;
     for (Py_ssize_t j = 0; j < nlarge; j++) {
         int64_t lp = order[j];
         int32_t free_slots = self->listed[lp] ? self->nslots[lp] : 0;
@@ -575,7 +641,7 @@ static Py_ssize_t free_whole_large(Pages *self, const int64_t *pages, Py_ssize_t
         }
         holes += free_slots;
         memset(used + lp * k, 0, k);
-        if (self->listed[lp]) rc |= unlink_large(self, lp);
+        if (self->listed[lp]) unlink_large(self, lp);
         push_large(self, lp);
         nwhole++;
     }
@@ -586,7 +652,7 @@ static Py_ssize_t free_whole_large(Pages *self, const int64_t *pages, Py_ssize_t
     self->pages_free_in_carved -= holes;
     for (Py_ssize_t j = 0; j < nlarge; j++) count[order[j]] = 0;
     PyMem_Free(order);
-    return rc ? -1 : nrest;
+    return nrest;
 }
 
 static PyObject *Pages_free(Pages *self, PyObject *arg) {
@@ -599,14 +665,13 @@ static PyObject *Pages_free(Pages *self, PyObject *arg) {
     if (!pages) goto done;
     if (self->k == 1) { /* each page is its large page */
         uint8_t *used = used_of(self);
-        int rc = 0;
         for (Py_ssize_t i = 0; i < n; i++) {
             used[pages[i]] = 0;
-            if (self->listed[pages[i]]) rc |= unlink_large(self, pages[i]);
+            if (self->listed[pages[i]]) unlink_large(self, pages[i]);
             push_large(self, pages[i]);
         }
         self->pages_used -= n;
-        if (!rc) res = PyLong_FromSsize_t(n);
+        res = PyLong_FromSsize_t(n);
         goto done;
     }
     Py_ssize_t nrest = n;
@@ -616,7 +681,8 @@ static PyObject *Pages_free(Pages *self, PyObject *arg) {
         nrest = free_whole_large(self, pages, n, rest);
         if (nrest < 0) goto done;
     }
-    if (free_each(self, rest ? rest : pages, nrest) == 0) res = PyLong_FromSsize_t(self->pool->nfree - before);
+    free_each(self, rest ? rest : pages, nrest);
+    res = PyLong_FromSsize_t(self->pool->nfree - before);
 done:
     PyMem_Free(pages);
     PyMem_Free(rest);
@@ -624,8 +690,10 @@ done:
     return res;
 }
 
-static PyObject *Pages_close_owner(Pages *self, PyObject *owner) {
-    if (close_owner(self, owner) < 0) return NULL;
+static PyObject *Pages_close_owner(Pages *self, PyObject *arg) {
+    int64_t owner;
+    if (owner_arg(arg, &owner) < 0) return NULL;
+    close_owner(self, owner);
     Py_RETURN_NONE;
 }
 
@@ -671,7 +739,17 @@ static PyObject *Pages_holes(Pages *self, PyObject *unused) { return oset_list(&
 
 static PyObject *Pages_open_with_slots(Pages *self, PyObject *unused) { return oset_list(&self->open_avail); }
 
-static PyObject *Pages_open_pages(Pages *self, PyObject *unused) { return PyDict_Copy(self->open); }
+static PyObject *Pages_open_pages(Pages *self, PyObject *unused) {
+    PyObject *out = PyDict_New();
+    for (Py_ssize_t i = 0; out && i < self->open.cap; i++) {
+        if (!self->open.full[i]) continue;
+        PyObject *key = PyLong_FromLongLong(self->open.keys[i]), *val = PyLong_FromLongLong(self->open.vals[i]);
+        if (!key || !val || PyDict_SetItem(out, key, val) < 0) Py_CLEAR(out);
+        Py_XDECREF(key);
+        Py_XDECREF(val);
+    }
+    return out;
+}
 
 static PyObject *Pages_get_used(Pages *self, void *c) { return Py_NewRef(self->used); }
 

@@ -14,8 +14,9 @@ holes about takes whole free large pages (no open page), as does a decode step o
 single small page. `free` and `alloc` are atomic: an `OutOfPagesError` or `ValueError` leaves the state untouched.
 
 The bookkeeping lives in C (`_pages.c`: arrays per large page and per small page, plain loops; the placement
-above, operation for operation); this module adds the integrity checks and the counters' views. Cost: O(1) per
-page and per owner, no scan over the pool; page ids come and go as Python lists of ints.
+above, operation for operation); this module adds the integrity checks and the counters' views. Owners are ints
+(int64: request ids, STATE_OWNER). Cost: O(1) per page and per owner, no scan over the pool; page ids come and go
+as Python lists of ints.
 """
 
 from __future__ import annotations
