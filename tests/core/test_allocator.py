@@ -91,6 +91,28 @@ def test_bulk_alloc_and_free_keep_the_pool_lifo() -> None:
     a.check_integrity()
 
 
+def test_bulk_alloc_fills_holes_before_taking_whole_large_pages() -> None:
+    a = _alloc(num_large=4)
+    p1, p2 = a.alloc("full", 6, owner=1), a.alloc("full", 6, owner=2)  # large pages 0 and 1 whole
+    a.free("full", [p1[1], p1[2]])  # two holes in large page 0
+    # 12 pages: the holes first (last freed first), then one whole large page, then 4 of a fresh open one
+    assert a.alloc("full", 12, owner=3) == [2, 1, *range(12, 18), *range(18, 22)]
+    assert a.of("full").open_pages() == {3: 3} and a.of("full").holes() == []
+    a.check_integrity()
+
+
+def test_many_owners_keep_their_open_pages_through_closes() -> None:
+    a = _alloc(num_large=400)
+    owners = [7 * i - 500 for i in range(300)]  # negative, small and spread ids: the owner table grows and shifts
+    first = {o: a.alloc("full", 1, owner=o)[0] for o in owners}
+    for o in owners[::2]:
+        a.close_owner(o)
+    kept = owners[1::2]
+    assert a.alloc_each("full", kept) == [first[o] + 1 for o in kept]  # each from its own open large page
+    assert a.of("full").open_pages() == {o: first[o] // 6 for o in kept}
+    a.check_integrity()
+
+
 def test_alloc_of_zero_pages_changes_nothing() -> None:
     a = _alloc()
     a.alloc("full", 2, owner=1)
