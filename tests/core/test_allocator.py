@@ -93,7 +93,8 @@ def test_bulk_alloc_and_free_keep_the_pool_lifo() -> None:
 
 def test_bulk_alloc_fills_holes_before_taking_whole_large_pages() -> None:
     a = _alloc(num_large=4)
-    p1, p2 = a.alloc("full", 6, owner=1), a.alloc("full", 6, owner=2)  # large pages 0 and 1 whole
+    p1 = a.alloc("full", 6, owner=1)  # large page 0 whole
+    assert a.alloc("full", 6, owner=2) == list(range(6, 12))  # large page 1 whole
     a.free("full", [p1[1], p1[2]])  # two holes in large page 0
     # 12 pages: the holes first (last freed first), then one whole large page, then 4 of a fresh open one
     assert a.alloc("full", 12, owner=3) == [2, 1, *range(12, 18), *range(18, 22)]
