@@ -96,9 +96,12 @@ static void omap_free(OwnerMap *m) {
     PyMem_Free(m->full);
 }
 
+static inline Py_ssize_t omap_home(const OwnerMap *m, int64_t key) { /* the slot key's probe starts at */
+    return (Py_ssize_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 32) & (m->cap - 1);
+}
+
 static inline Py_ssize_t omap_slot(const OwnerMap *m, int64_t key) { /* key's slot, or the empty one it would take */
-    uint64_t h = (uint64_t)key * 0x9E3779B97F4A7C15ull;
-    Py_ssize_t i = (Py_ssize_t)(h >> 32) & (m->cap - 1);
+    Py_ssize_t i = omap_home(m, key);
     while (m->full[i] && m->keys[i] != key) i = (i + 1) & (m->cap - 1);
     return i;
 }
@@ -133,8 +136,7 @@ static void omap_del(OwnerMap *m, int64_t key) { /* backward-shift deletion: no 
     m->full[i] = 0;
     m->len--;
     for (Py_ssize_t j = (i + 1) & mask; m->full[j]; j = (j + 1) & mask) {
-        uint64_t h = (uint64_t)m->keys[j] * 0x9E3779B97F4A7C15ull;
-        Py_ssize_t home = (Py_ssize_t)(h >> 32) & mask;
+        Py_ssize_t home = omap_home(m, m->keys[j]);
         if (((j - home) & mask) >= ((j - i) & mask)) { /* j's home is not between i (exclusive) and j: move it to i */
             m->full[i] = 1, m->keys[i] = m->keys[j], m->vals[i] = m->vals[j];
             m->full[j] = 0;

@@ -123,8 +123,9 @@ class SmallPageAllocator(_pages.Pages):
         free-slot stacks exist exactly where the class docstring says, open/hole bookkeeping consistent, no used
         page outside a carved large page. O(pool)."""
         k, used, carver = self.pages_per_large, self.used_flags, self.pool.carver
-        opener = {lp: o for o, lp in self.open_pages().items()}
-        assert len(opener) == len(self.open_pages()), f"{self.name}: a large page open for two owners"
+        opened = self.open_pages()
+        opener = {lp: o for o, lp in opened.items()}
+        assert len(opener) == len(opened), f"{self.name}: a large page open for two owners"
         holes, open_avail = self.holes(), self.open_with_slots()
         assert len(set(holes)) == len(holes) and len(set(open_avail)) == len(open_avail)
         holes_set, open_set = set(holes), set(open_avail)
