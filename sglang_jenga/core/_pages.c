@@ -13,7 +13,7 @@
                      is_open[lp]
 
    Every operation is the one allocator.py describes; the per-page loops are plain C loops. Page ids go in and out
-   as Python lists of ints. */
+   as Python lists of ints (one int object per page id, kept: page_list). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h> /* PyMemberDef, T_*, READONLY (Python 3.11) */
@@ -273,6 +273,7 @@ typedef struct {
     uint8_t *listed, *is_open;
     int64_t *opener;
     OrderedSet holes, open_avail;
+    PyObject **ints; /* ints[p]: the int object of page id p, made on its first allocation and kept (page_list) */
 } Pages;
 
 static inline uint8_t *used_of(Pages *self) { return (uint8_t *)PyByteArray_AS_STRING(self->used); }
@@ -317,7 +318,8 @@ static int Pages_init(Pages *self, PyObject *args, PyObject *kw) {
     self->listed = PyMem_Calloc(n, 1);
     self->opener = PyMem_Calloc(n, sizeof(int64_t));
     self->is_open = PyMem_Calloc(n, 1);
-    if (!self->used || omap_init(&self->open, 64) < 0 || !self->is_open || !self->stack || !self->nslots || !self->count || !self->listed || !self->opener ||
+    self->ints = PyMem_Calloc(n * k, sizeof(PyObject *));
+    if (!self->ints || !self->used || omap_init(&self->open, 64) < 0 || !self->is_open || !self->stack || !self->nslots || !self->count || !self->listed || !self->opener ||
         oset_init(&self->holes, n) < 0 || oset_init(&self->open_avail, n) < 0) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         return -1;
@@ -345,6 +347,10 @@ static void Pages_dealloc(Pages *self) {
     PyMem_Free(self->is_open);
     oset_free(&self->holes);
     oset_free(&self->open_avail);
+    if (self->ints) {
+        for (Py_ssize_t p = 0; p < self->num_pages; p++) Py_XDECREF(self->ints[p]);
+        PyMem_Free(self->ints);
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -473,6 +479,22 @@ static PyObject *to_list(const int64_t *pages, Py_ssize_t n) {
     return out;
 }
 
+/* Allocated pages as a list of ints. Each page id's int object is made once and kept: a prefill's 16,384 new
+   ints cost more than its whole allocation, and every list a page id goes into afterwards (the manager's
+   records, the tree's nodes) holds the same object. */
+static PyObject *page_list(Pages *self, const int64_t *pages, Py_ssize_t n) {
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        PyObject *v = self->ints[pages[i]];
+        if (!v) {
+            v = self->ints[pages[i]] = PyLong_FromLongLong(pages[i]);
+            if (!v) { Py_CLEAR(out); break; }
+        }
+        PyList_SET_ITEM(out, i, Py_NewRef(v));
+    }
+    return out;
+}
+
 static PyObject *Pages_alloc(Pages *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "alloc(num_pages, owner)");
@@ -510,7 +532,7 @@ static PyObject *Pages_alloc(Pages *self, PyObject *const *args, Py_ssize_t narg
         }
     }
     self->pages_used += n;
-    PyObject *res = to_list(out, n);
+    PyObject *res = page_list(self, out, n);
     PyMem_Free(out);
     return res;
 fail:
@@ -546,7 +568,7 @@ static PyObject *Pages_alloc_each(Pages *self, PyObject *owners) {
         }
     }
     self->pages_used += n;
-    res = to_list(out, n);
+    res = page_list(self, out, n);
 done:
     PyMem_Free(out);
     PyMem_Free(ids);

@@ -114,6 +114,20 @@ def test_many_owners_keep_their_open_pages_through_closes() -> None:
     a.check_integrity()
 
 
+def test_page_ids_outlive_their_allocator() -> None:
+    """The C allocator hands out one kept int object per page id (made on its first allocation): a page
+    allocated again is the same value, and lists of page ids stay valid after the allocator is gone."""
+    a = _alloc(num_large=60)
+    first = a.alloc("full", 300, owner=1)
+    assert first == list(range(300))
+    a.free("full", first)
+    again = a.alloc("full", 300, owner=2)
+    step = a.alloc_each("full", [3, 4])  # each owner carves a large page of its own
+    assert sorted(again) == first and step == [300, 306]
+    del a
+    assert sum(first) + sum(again) == 2 * sum(range(300)) and step == [300, 306]
+
+
 def test_alloc_of_zero_pages_changes_nothing() -> None:
     a = _alloc()
     a.alloc("full", 2, owner=1)
