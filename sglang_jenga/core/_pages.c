@@ -835,9 +835,71 @@ static PyObject *set_out_of_pages_error(PyObject *module, PyObject *cls) {
     Py_RETURN_NONE;
 }
 
+/* flag_pages(flags, pages, used, keep): the radix tree's check of the pages an insert hands it, one pass. Every
+   entry of the list `pages` is None or a page p with 0 <= p < len(flags), used[p] == 1 and flags[p] == 0, listed
+   once (a page is flagged as it is checked, so a repeat shows as flagged). On a bad entry ValueError, every flag
+   set here cleared; otherwise the flags stay set if `keep`, else they are cleared. Returns the pages (entries
+   that are not None). */
+static PyObject *flag_pages(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyByteArray_Check(args[0]) || !PyList_Check(args[1]) || !PyByteArray_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "flag_pages(flags: bytearray, pages: list, used: bytearray, keep)");
+        return NULL;
+    }
+    int keep = PyObject_IsTrue(args[3]);
+    if (keep < 0) return NULL;
+    uint8_t *flags = (uint8_t *)PyByteArray_AS_STRING(args[0]), *used = (uint8_t *)PyByteArray_AS_STRING(args[2]);
+    Py_ssize_t nflags = PyByteArray_GET_SIZE(args[0]), nused = PyByteArray_GET_SIZE(args[2]);
+    Py_ssize_t limit = nflags < nused ? nflags : nused, n = PyList_GET_SIZE(args[1]), i = 0, count = 0;
+    PyObject **items = ((PyListObject *)args[1])->ob_item;
+    int bad = 0;
+    for (; i < n; i++) {
+        if (items[i] == Py_None) continue;
+        int overflow;
+        long long p = PyLong_Check(items[i]) ? PyLong_AsLongLongAndOverflow(items[i], &overflow) : -1;
+        if (!PyLong_Check(items[i]) || overflow || p < 0 || p >= limit || flags[p] || used[p] != 1) {
+            bad = 1;
+            break;
+        }
+        flags[p] = 1;
+        count++;
+    }
+    if (bad || !keep) {
+        for (Py_ssize_t j = 0; j < i; j++)
+            if (items[j] != Py_None) flags[PyLong_AsLongLong(items[j])] = 0;
+    }
+    if (bad) {
+        PyErr_Format(PyExc_ValueError, "page %R is negative, unallocated, repeated or cached elsewhere", items[i]);
+        return NULL;
+    }
+    return PyLong_FromSsize_t(count);
+}
+
+/* clear_flags(flags, pages): flags[p] = 0 for every page p of the list (None entries skipped; pages checked by
+   flag_pages before). */
+static PyObject *clear_flags(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyByteArray_Check(args[0]) || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "clear_flags(flags: bytearray, pages: list)");
+        return NULL;
+    }
+    uint8_t *flags = (uint8_t *)PyByteArray_AS_STRING(args[0]);
+    Py_ssize_t nflags = PyByteArray_GET_SIZE(args[0]), n = PyList_GET_SIZE(args[1]);
+    PyObject **items = ((PyListObject *)args[1])->ob_item;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (items[i] == Py_None) continue;
+        long long p = PyLong_AsLongLong(items[i]);
+        if (p == -1 && PyErr_Occurred()) return NULL;
+        if (p < 0 || p >= nflags) return PyErr_Format(PyExc_IndexError, "page %lld out of range", p);
+        flags[p] = 0;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"set_out_of_pages_error", set_out_of_pages_error, METH_O,
      "the exception class raised (type name, requested, available) when pages run short"},
+    {"flag_pages", (PyCFunction)(void (*)(void))flag_pages, METH_FASTCALL,
+     "check the pages an insert hands the tree and flag them (see _pages.c)"},
+    {"clear_flags", (PyCFunction)(void (*)(void))clear_flags, METH_FASTCALL, "clear the flags of a list of pages"},
     {NULL},
 };
 

@@ -27,9 +27,9 @@ Costs: match and insert O(key length + depth * types); lock/unlock O(depth * typ
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from operator import itemgetter
 from typing import cast
 
+from ._pages import clear_flags, flag_pages
 from .allocator import TwoLevelAllocator
 from .evictor import Evictor
 from .nodes import (
@@ -235,7 +235,7 @@ class TypedRadixTree:
                 raise ValueError("encoder pages cannot be inserted below a node")
             base, root, start = below.end // self.P, below.root, below
         path, matched = self._walk(start, toks, npages) if start is not None else ([], 0)
-        self._validate_insert(args, path, matched, root)
+        held = self._validate_insert(args, path, matched, root)
         if root is None:
             root = start = self._new_root(extra_key)
         if path and path[-1].end // self.P > base + matched:
@@ -246,7 +246,7 @@ class TypedRadixTree:
         self._reconcile_request(root, args, dups, now)
         last = path[-1] if path else cast(Node, start)
         if matched < npages:
-            parent, last = last, self._add_leaf(last, toks, matched, args, now, base)
+            parent, last = last, self._add_leaf(last, toks, matched, args, held, now, base)
             if parent.ref and len(parent.children) > 1 and parent.parent is not None and self._servable(parent):
                 self._pin(parent)  # a new branch point above running requests
         for t, d in enumerate(dups):
@@ -273,56 +273,46 @@ class TypedRadixTree:
         return args
 
     def _validate_insert(self, args: list[list[int | None]], path: list[Node], matched: int,
-                         root: Node | None) -> None:
+                         root: Node | None) -> list[int]:
         """Check the caller's pages and claim (flag as cached) the ones the tree will adopt; on ValueError
-        every claim is rolled back. Duplicates (to be freed) are checked, not claimed. O(pages)."""
-        entries, claimed = self._entries(path, matched), list[tuple[int, list[int]]]()
+        every claim is rolled back. Duplicates (to be freed) are checked, not claimed. Returns per type the
+        pages of the new part (entries from page `matched` on that are not None). O(pages)."""
+        entries, claimed = self._entries(path, matched), list[tuple[int, list[int | None]]]()
+        held = [0] * len(self.names)
         try:
             for t in self.aligned:
-                mine, theirs, tail = args[t], entries[t], args[t][matched:]
-                if None not in tail:
-                    adopt = cast(list[int], tail)
-                elif self.policies[t].leaf_only:
-                    raise ValueError(f"{self.names[t]}: every new page must be given")
-                else:
-                    adopt = [p for p in tail if p is not None]
-                dups = list[int]()
-                if mine[:matched] != theirs:
-                    for p, q in zip(mine[:matched], theirs, strict=True):
+                mine, theirs, tail = args[t][:matched], entries[t], args[t][matched:]
+                adopt, dups = tail, list[int | None]()
+                if mine != theirs and mine.count(None) != matched:  # pages for the matched part
+                    adopt = adopt[:]
+                    for p, q in zip(mine, theirs, strict=True):
                         if p is not None and p != q:
                             (adopt if q is None else dups).append(p)
-                self._check_pages(t, adopt, claim=True)
+                held[t] = self._check_pages(t, adopt, claim=True) - (len(adopt) - len(tail))
                 claimed.append((t, adopt))
+                if held[t] != len(tail) and self.policies[t].leaf_only:
+                    raise ValueError(f"{self.names[t]}: every new page must be given")
                 self._check_pages(t, dups, claim=False)
             for t in self.request:
                 have = root.req_pages[t] if root is not None and root.req_pages is not None else []
                 have_set = set(have)
                 new = [p for p in args[t] if p is not None and p not in have_set]
-                self._check_pages(t, new, claim=not have)
-                claimed.append((t, new if not have else []))
+                self._check_pages(t, cast(list[int | None], new), claim=not have)
+                claimed.append((t, cast(list[int | None], new) if not have else []))
         except ValueError:
             for t, pages in claimed:
-                _set_flags(self._cached[t], pages, 0)
+                clear_flags(self._cached[t], pages)
             raise
+        return held
 
-    def _check_pages(self, t: int, pages: list[int], claim: bool) -> None:
-        """Pages must be in range, allocated, listed once and not cached yet (checked with C-level gathers,
-        before anything changes); with `claim` they are then flagged as cached. Raises ValueError. O(len)."""
-        used, cached, n = self.allocator.types[t].used_flags, self._cached[t], len(pages)
-        if n > 1:
-            get = itemgetter(*pages)
-            try:
-                ok = (min(pages) >= 0 and get(cached).count(0) == n and get(used).count(1) == n
-                      and len(set(pages)) == n)
-            except IndexError:
-                ok = False
-        else:
-            ok = not pages or (0 <= pages[0] < len(cached) and not cached[pages[0]] and used[pages[0]] == 1)
-        if not ok:
-            raise ValueError(f"{self.names[t]}: a page is negative, unallocated, repeated or cached elsewhere")
-        if claim:
-            for p in pages:
-                cached[p] = 1
+    def _check_pages(self, t: int, pages: list[int | None], claim: bool) -> int:
+        """Pages (None entries skipped) must be in range, allocated, listed once and not cached yet (checked
+        in one C pass, before anything changes); with `claim` they are then flagged as cached. Returns how
+        many there are. Raises ValueError. O(len)."""
+        try:
+            return flag_pages(self._cached[t], pages, self.allocator.types[t].used_flags, claim)
+        except ValueError as e:
+            raise ValueError(f"{self.names[t]}: {e}") from None
 
     def _reconcile(self, path: list[Node], args: list[list[int | None]], dups: list[list[int]],
                    now: int) -> None:
@@ -332,7 +322,7 @@ class TypedRadixTree:
             k = len(node.tokens) // self.P
             for t in self.aligned:
                 mine, lst = args[t][pos:pos + k], node.pages[t]
-                if mine == lst:
+                if mine == lst or mine.count(None) == k:
                     continue
                 for j, m in enumerate(mine):
                     if m is None or m == lst[j]:
@@ -371,13 +361,14 @@ class TypedRadixTree:
             root.time[t] = now
 
     def _add_leaf(self, parent: Node, toks: list[int], matched: int, args: list[list[int | None]],
-                  now: int, base: int = 0) -> Node:
-        """A leaf under `parent` for `toks` from page `matched` on (`toks` start at page `base`)."""
+                  held: list[int], now: int, base: int = 0) -> Node:
+        """A leaf under `parent` for `toks` from page `matched` on (`toks` start at page `base`); `held[t]`:
+        the pages of type t among its entries."""
         node = self._new_node(parent, parent.extra_key, toks[matched * self.P:], (base + matched) * self.P)
         parent.children[self._key(node.tokens, 0)] = node
         for t in self.aligned:
-            node.pages[t] = lst = args[t][matched:]  # flagged as cached by _validate_insert
-            node.held[t] = len(lst) - lst.count(None)
+            node.pages[t] = args[t][matched:]  # flagged as cached by _validate_insert
+            node.held[t] = held[t]
             self.cached_pages[t] += node.held[t]
             node.time[t] = now
             self.evictor.push_partial(node, t)
@@ -646,8 +637,3 @@ class TypedRadixTree:
 
         check_tree(self, held)
 
-
-def _set_flags(flags: bytearray, pages: Sequence[int | None], value: int) -> None:
-    for p in pages:
-        if p is not None:
-            flags[p] = value

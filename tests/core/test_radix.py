@@ -159,6 +159,27 @@ def test_insert_validation_changes_nothing() -> None:
     tree.check_integrity({})
 
 
+@pytest.mark.parametrize("bad", [-1, 2**40, 2**70, "7", 1.0, "repeat"])
+def test_a_bad_page_after_good_ones_claims_nothing(bad: object) -> None:
+    """The one-pass check of an insert's pages (a C loop that flags pages as it goes) rolls back every flag it
+    set, in every type, when a later entry is bad; the same pages then insert cleanly."""
+    alloc, tree = make_tree(full(), swa(2))
+    f, s = alloc.alloc("full", 6, 1), alloc.alloc("swa", 6, 1)
+    bad_entry = s[0] if bad == "repeat" else bad
+    with pytest.raises((ValueError, TypeError)):  # the full type's pages are claimed before swa's bad entry
+        tree.insert(toks(6), {"full": f, "swa": [*s[:5], bad_entry]})
+    with pytest.raises((ValueError, TypeError)):
+        tree.insert(toks(6), {"full": [*f[:4], bad_entry, f[5]], "swa": s})
+    assert tree.stats().cached_pages == {"full": 0, "swa": 0}
+    tree.check_integrity({"full": f, "swa": s})
+    assert tree.insert(toks(6), {"full": f, "swa": s}).new_tokens == 6
+    # a page for the matched part that differs from the tree's (a duplicate) is checked, not claimed
+    more = alloc.alloc("full", 2, 2)
+    with pytest.raises(ValueError):
+        tree.insert(toks(8), {"full": [*f[:5], 99, *more], "swa": [None] * 8})
+    tree.check_integrity({"full": more})
+
+
 def test_locks_protect_exactly_what_the_hit_needs() -> None:
     alloc, tree = make_tree(full(), swa(2), mamba(interval=4))
     f, s, st = alloc.alloc("full", 8, 1), alloc.alloc("swa", 8, 1), alloc.alloc("mamba", 2, 1)
