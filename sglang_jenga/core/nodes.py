@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Hashable
 from typing import NamedTuple, cast
 
 
 class Node:
-    """A span of tokens [start, end) on one path of the tree (a whole number of pages).
+    """A span of tokens [start, end) on one path of the tree (a whole number of pages; `tokens` an int64
+    array, so spans compare as memory).
 
     `pages[t]` (TOKENS and STATE types) is aligned with the span: entry i is page index start//P + i, None
     where type t holds nothing there (a tombstone; the node stays for the other types). STATE entries hold the
@@ -22,7 +24,7 @@ class Node:
     __slots__ = ("nid", "parent", "root", "extra_key", "children", "tokens", "start", "pages", "req_pages",
                  "held", "time", "last_access", "lock", "ref", "tag", "alive")
 
-    def __init__(self, nid: int, parent: Node | None, extra_key: Hashable, tokens: list[int], start: int,
+    def __init__(self, nid: int, parent: Node | None, extra_key: Hashable, tokens: array[int], start: int,
                  num_types: int) -> None:
         self.nid = nid
         self.parent = parent

@@ -26,6 +26,7 @@ Costs: match and insert O(key length + depth * types); lock/unlock O(depth * typ
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import cast
 
@@ -83,14 +84,14 @@ class TypedRadixTree:
         root = self._roots.get(extra_key)
         if root is None:
             return MatchResult(0, None, {})
-        toks = tokens if type(tokens) is list else list(tokens)
+        toks = _token_array(tokens)
         path, matched = self._walk(root, toks, len(toks) // self.P)
         hit = self._best_hit(path, matched)
         node = self._node_ending_at(root, path, hit)
         self._touch(node, hit, self._tick())
         return MatchResult(hit * self.P, node, self._hit_pages(node, hit))
 
-    def _walk(self, root: Node, toks: list[int], npages: int) -> tuple[list[Node], int]:
+    def _walk(self, root: Node, toks: array[int], npages: int) -> tuple[list[Node], int]:
         """Nodes along the longest page-aligned match of `toks` (the last one maybe partly) and its pages."""
         P, node, pos, path = self.P, root, 0, []
         while pos < npages:
@@ -105,8 +106,8 @@ class TypedRadixTree:
             node = child
         return path, min(pos, npages)
 
-    def _common_pages(self, span: list[int], toks: list[int], at: int) -> int:
-        seg = toks[at:at + len(span)]
+    def _common_pages(self, span: array[int], toks: array[int], at: int) -> int:
+        seg = toks[at:at + len(span)]  # int64 arrays: slices and comparisons are memory copies and compares
         if seg == span:
             return len(span) // self.P
         n, lo, step = min(len(seg), len(span)), 0, 16
@@ -123,7 +124,7 @@ class TypedRadixTree:
             lo += 1
         return lo // self.P
 
-    def _key(self, toks: list[int], at: int) -> Hashable:
+    def _key(self, toks: array[int], at: int) -> Hashable:
         return toks[at] if self.P == 1 else tuple(toks[at:at + self.P])
 
     def _entries(self, path: list[Node], npages: int, types: Sequence[int] | None = None) -> list[list[int | None]]:
@@ -221,7 +222,7 @@ class TypedRadixTree:
         are then the sequence's continuation after it (`extra_key` is the node's). A request that checkpoints
         again below its matched prefix passes it, so the prefix's pages are not handed in and compared again.
         """
-        toks = list(tokens)
+        toks = _token_array(tokens)
         if len(toks) % self.P:
             raise ValueError(f"insert length {len(toks)} is not a multiple of tokens_per_page {self.P}")
         npages = len(toks) // self.P
@@ -360,7 +361,7 @@ class TypedRadixTree:
             self.locked_pages[t] += len(mine) if root.lock[t] else 0
             root.time[t] = now
 
-    def _add_leaf(self, parent: Node, toks: list[int], matched: int, args: list[list[int | None]],
+    def _add_leaf(self, parent: Node, toks: array[int], matched: int, args: list[list[int | None]],
                   held: list[int], now: int, base: int = 0) -> Node:
         """A leaf under `parent` for `toks` from page `matched` on (`toks` start at page `base`); `held[t]`:
         the pages of type t among its entries."""
@@ -391,7 +392,7 @@ class TypedRadixTree:
         self._clock += 1
         return self._clock
 
-    def _new_node(self, parent: Node | None, extra_key: Hashable, tokens: list[int], start: int) -> Node:
+    def _new_node(self, parent: Node | None, extra_key: Hashable, tokens: array[int], start: int) -> Node:
         self._next_nid += 1
         self.num_nodes += 1
         return Node(self._next_nid, parent, extra_key, tokens, start, len(self.names))
@@ -403,7 +404,7 @@ class TypedRadixTree:
         return root if root is not None else self._new_root(extra_key)
 
     def _new_root(self, extra_key: Hashable) -> Node:
-        root = self._new_node(None, extra_key, [], 0)
+        root = self._new_node(None, extra_key, array("q"), 0)
         self._roots[extra_key] = root
         return root
 
@@ -637,3 +638,8 @@ class TypedRadixTree:
 
         check_tree(self, held)
 
+
+def _token_array(tokens: Sequence[int]) -> array[int]:
+    """`tokens` as an int64 array (sglang's RadixKey already holds one: used as it is, never stored; node spans
+    are slices of it, copies)."""
+    return tokens if type(tokens) is array and tokens.typecode == "q" else array("q", tokens)
