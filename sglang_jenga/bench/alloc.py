@@ -23,6 +23,11 @@ UnifiedRadixCache(FULL, SWA) serve it; the Jenga side uses Gemma-3-27B's real la
                   are not timed
   evict           evict the least recently used 3,584-token leaf (both types)
 
+Tokens reach both sides as int64 arrays made outside the timer, as sglang's scheduler hands them to its cache
+(`RadixKey.token_ids`, an `array("q")`). Until 2026-12-08 the match timing also built the prompt as a Python list
+and, on sglang's side, converted it to an array: ~115 of sglang's ~130 us, which hid that its match itself takes
+~10 us.
+
 What each side returns differs at P > 1: Jenga's core hands out page ids (turning them into slots is the
 adapter's work, not timed here), sglang's paged API returns a slot for every token and runs its CPU path
 (`alloc_extend_naive` / `alloc_decode_naive`, torch ops where a GPU launches one Triton kernel). So the P > 1
@@ -65,9 +70,15 @@ PAGE_SIZES = (1, 16)
 SEQ_OWNER = 1 << 20
 
 
-def _seq(i: int) -> list[int]:
-    """Sequence i: the shared 512-token prefix, then tokens no other sequence has."""
-    return list(range(SHARED)) + list(range(10**6 * (i + 1), 10**6 * (i + 1) + SEQ - SHARED))
+def _seq(i: int) -> array[int]:
+    """Sequence i: the shared 512-token prefix, then tokens no other sequence has. An int64 array, as sglang's
+    scheduler hands a request's tokens to the cache (RadixKey.token_ids)."""
+    return array("q", range(SHARED)) + array("q", range(10**6 * (i + 1), 10**6 * (i + 1) + SEQ - SHARED))
+
+
+def _query(i: int) -> array[int]:
+    """A prompt whose first 4,096 tokens are sequence i."""
+    return _seq(i) + array("q", [1, 2, 3, 4])
 
 
 def _held(owner: int, page_size: int) -> int:
@@ -122,7 +133,7 @@ class JengaSide:
     def free_full(self, pages: tuple[list[int], list[int]]) -> None:
         self.full.free(pages[0])
 
-    def prepare_insert(self, i: int) -> tuple[list[int], dict[str, list[int | None]]]:
+    def prepare_insert(self, i: int) -> tuple[array[int], dict[str, list[int | None]]]:
         seq = _seq(i)
         hit = self.tree.match(seq).hit_tokens // self.P
         n = len(seq) // self.P - hit
@@ -131,12 +142,12 @@ class JengaSide:
         self.alloc.close_owner(owner)
         return seq, {name: [None] * hit + p for name, p in pages.items()}
 
-    def insert(self, prepared: tuple[list[int], dict[str, list[int | None]]]) -> None:
+    def insert(self, prepared: tuple[array[int], dict[str, list[int | None]]]) -> None:
         self.tree.insert(*prepared)
 
-    def match(self, i: int) -> int:
+    def match(self, query: array[int]) -> int:
         """Tokens of the hit (its full-attention pages gathered, as the adapter needs them)."""
-        hit = self.tree.match(_seq(i) + [1, 2, 3, 4])
+        hit = self.tree.match(query)
         return len(hit.pages["full"].pages) * self.P
 
     def evict_leaf(self) -> int:
@@ -169,8 +180,8 @@ class SglangSide:
         self.last = self.running[torch.cumsum(self.lens, 0) - 1]  # each request's last slot
         self._prev = self.last
 
-    def _key(self, tokens: list[int]) -> Any:
-        return self.RadixKey(array("q", tokens))
+    def _key(self, tokens: array[int]) -> Any:
+        return self.RadixKey(tokens)
 
     def _extend(self, prefix: Any, seq: Any, last: Any = None) -> Any:
         """Slots for tokens [prefix, seq) of each request: `alloc` at P = 1, the paged `alloc_extend` above."""
@@ -206,7 +217,7 @@ class SglangSide:
     def free_full(self, slots: Any) -> None:
         self.alloc.free_full(slots)
 
-    def prepare_insert(self, i: int) -> tuple[list[int], Any]:
+    def prepare_insert(self, i: int) -> tuple[array[int], Any]:
         seq = _seq(i)
         hit = self.cache.match_prefix(self.MatchPrefixParams(key=self._key(seq)))
         cached = self.cache.path_device_indices(hit.last_device_node)[:hit.device_prefix_len]
@@ -215,12 +226,12 @@ class SglangSide:
                            cached[-1:].to(torch.int64) if len(cached) else None)
         return seq, torch.cat([cached, new])
 
-    def insert(self, prepared: tuple[list[int], Any]) -> None:
+    def insert(self, prepared: tuple[array[int], Any]) -> None:
         seq, value = prepared
         self.cache.insert(self.InsertParams(key=self._key(seq), value=value))
 
-    def match(self, i: int) -> int:
-        hit = self.cache.match_prefix(self.MatchPrefixParams(key=self._key(_seq(i) + [1, 2, 3, 4])))
+    def match(self, query: array[int]) -> int:
+        hit = self.cache.match_prefix(self.MatchPrefixParams(key=self._key(query)))
         return len(self.cache.path_device_indices(hit.last_device_node))
 
     def evict_leaf(self) -> int:
@@ -265,7 +276,7 @@ def _ops(side: Any, reps: int, counter: list[int]) -> dict[str, list[float]]:
         ("decode_16_steps", nothing, lambda _: [side.decode_step(s) for s in range(DECODE_STEPS)],
          lambda _, steps: [side.undo_decode(p) for p in steps]),
         ("release_window", lambda: side.decode_step(0), side.release_window, lambda p, _: side.free_full(p)),
-        ("match", nothing, lambda _: side.match(counter[0]), ignore),
+        ("match", lambda: _query(counter[0]), side.match, ignore),
         ("insert", lambda: side.prepare_insert(next_seq()), side.insert, ignore),
     ]
     res = {name: _time(setup, op, undo, reps) for name, setup, op, undo in table}
@@ -283,7 +294,7 @@ def run(reps: int, sglang_tree_core: str | None, page_size: int = 1) -> dict[str
     for side in (jenga, sgl):
         for i in range(TREE_SEQS):
             side.insert(side.prepare_insert(i))
-    assert jenga.match(3) == sgl.match(3) == SEQ, (jenga.match(3), sgl.match(3))  # same hit, same pages
+    assert jenga.match(_query(3)) == sgl.match(_query(3)) == SEQ  # same hit, same pages
     timings: dict[str, dict[str, list[float]]] = {"jenga": {}, "sglang": {}}
     counters = {"jenga": [TREE_SEQS - 1], "sglang": [TREE_SEQS - 1]}
     for _ in range(3):  # interleave the sides so machine noise hits both
@@ -291,7 +302,7 @@ def run(reps: int, sglang_tree_core: str | None, page_size: int = 1) -> dict[str
             for op, samples in _ops(side, reps, counters[name]).items():
                 timings[name].setdefault(op, []).extend(samples)
     last = counters["jenga"][0]
-    assert jenga.match(last) == sgl.match(last) == SEQ
+    assert jenga.match(_query(last)) == sgl.match(_query(last)) == SEQ
     jenga.alloc.check_integrity()
     jenga.tree.check_integrity()
     ops = {}
