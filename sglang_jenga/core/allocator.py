@@ -16,7 +16,8 @@ single small page. `free` and `alloc` are atomic: an `OutOfPagesError` or `Value
 The bookkeeping lives in C (`_pages.c`: arrays per large page and per small page, plain loops; the placement
 above, operation for operation); this module adds the integrity checks and the counters' views. Owners are ints
 (int64: request ids, STATE_OWNER). Cost: O(1) per page and per owner, no scan over the pool; page ids come and go
-as Python lists of ints.
+as Python lists of ints, each page id's int object made on its first allocation and kept (one pointer per small
+page), so an allocation builds no ints.
 """
 
 from __future__ import annotations
