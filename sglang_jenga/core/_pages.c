@@ -469,19 +469,9 @@ static void take_whole(Pages *self, Py_ssize_t count, int64_t *out) { /* whole l
     }
 }
 
-static PyObject *to_list(const int64_t *pages, Py_ssize_t n) {
-    PyObject *out = PyList_New(n);
-    for (Py_ssize_t i = 0; out && i < n; i++) {
-        PyObject *v = PyLong_FromLongLong(pages[i]);
-        if (!v) { Py_CLEAR(out); break; }
-        PyList_SET_ITEM(out, i, v);
-    }
-    return out;
-}
-
-/* Allocated pages as a list of ints. Each page id's int object is made once and kept: a prefill's 16,384 new
-   ints cost more than its whole allocation, and every list a page id goes into afterwards (the manager's
-   records, the tree's nodes) holds the same object. */
+/* Page ids as a list of ints (what alloc, alloc_each and free_slots return). Each page id's int object is made
+   once and kept: a prefill's 16,384 new ints cost more than its whole allocation, and every list a page id goes
+   into afterwards (the manager's records, the tree's nodes) holds the same object. */
 static PyObject *page_list(Pages *self, const int64_t *pages, Py_ssize_t n) {
     PyObject *out = PyList_New(n);
     for (Py_ssize_t i = 0; out && i < n; i++) {
@@ -756,7 +746,7 @@ static PyObject *Pages_free_slots(Pages *self, PyObject *arg) {
     int64_t lp = large_arg(self, arg);
     if (lp < 0) return NULL;
     if (!self->listed[lp]) Py_RETURN_NONE;
-    return to_list(self->stack + lp * self->k, self->nslots[lp]);
+    return page_list(self, self->stack + lp * self->k, self->nslots[lp]);
 }
 
 static PyObject *Pages_holes(Pages *self, PyObject *unused) { return oset_list(&self->holes); }
